@@ -1,0 +1,276 @@
+//! Claims: the merged JSON object of ID token and UserInfo claims, and claim paths into it.
+//!
+//! A claim path is either dotted (`org.code`) or, when it starts with `$`, an RFC 9535 JSONPath
+//! query. JSONPath is evaluated once per login or refresh ([`retain_for`]) and its result kept in
+//! the session under the query's own text, so the request path only does map look-ups.
+
+use std::collections::BTreeSet;
+
+use serde_json::{Map, Value};
+use serde_json_path::JsonPath;
+
+/// The claims a session carries: a JSON object.
+pub type Claims = Map<String, Value>;
+
+/// Claims that always come from the ID token, never from UserInfo.
+pub const PROTOCOL_CLAIMS: &[&str] = &[
+    "iss",
+    "sub",
+    "aud",
+    "exp",
+    "iat",
+    "nbf",
+    "nonce",
+    "azp",
+    "at_hash",
+    "c_hash",
+    "auth_time",
+    "acr",
+    "amr",
+    "sid",
+];
+
+/// A parsed claim path.
+#[derive(Debug, Clone)]
+pub enum ClaimPath {
+    /// `org.code`: object keys, one per segment.
+    Dotted { text: String, segments: Vec<String> },
+    /// `$...`: a JSONPath query, evaluated at login.
+    Query { text: String, query: JsonPath },
+}
+
+/// Why a claim path was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ClaimPathError {
+    #[error("empty claim path")]
+    Empty,
+    #[error("claim path {0:?} has an empty segment")]
+    EmptySegment(String),
+    #[error("invalid JSONPath {0:?}: {1}")]
+    JsonPath(String, String),
+}
+
+impl ClaimPath {
+    /// Parses `org.code` or `$.nhsid_nrbac_roles[...]`.
+    pub fn parse(text: &str) -> Result<ClaimPath, ClaimPathError> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Err(ClaimPathError::Empty);
+        }
+        if text.starts_with('$') {
+            return JsonPath::parse(text)
+                .map(|query| ClaimPath::Query {
+                    text: text.to_owned(),
+                    query,
+                })
+                .map_err(|e| ClaimPathError::JsonPath(text.to_owned(), e.to_string()));
+        }
+        let segments: Vec<String> = text.split('.').map(str::to_owned).collect();
+        if segments.iter().any(String::is_empty) {
+            return Err(ClaimPathError::EmptySegment(text.to_owned()));
+        }
+        Ok(ClaimPath::Dotted {
+            text: text.to_owned(),
+            segments,
+        })
+    }
+
+    /// The path as written.
+    pub fn text(&self) -> &str {
+        match self {
+            ClaimPath::Dotted { text, .. } | ClaimPath::Query { text, .. } => text,
+        }
+    }
+
+    /// The value at this path in claims kept by [`retain_for`]; `None` when missing or null.
+    pub fn lookup<'a>(&self, claims: &'a Claims) -> Option<&'a Value> {
+        let value = match self {
+            ClaimPath::Dotted { segments, .. } => {
+                let (first, rest) = segments.split_first()?;
+                let mut v = claims.get(first.as_str())?;
+                for seg in rest {
+                    v = v.as_object()?.get(seg.as_str())?;
+                }
+                v
+            }
+            ClaimPath::Query { text, .. } => claims.get(text.as_str())?,
+        };
+        (!value.is_null()).then_some(value)
+    }
+
+    /// Evaluates the path over full claims (at login): one match is that value, several an array.
+    pub fn evaluate(&self, claims: &Value) -> Option<Value> {
+        match self {
+            ClaimPath::Dotted { segments, .. } => {
+                let mut v = claims;
+                for seg in segments {
+                    v = v.as_object()?.get(seg.as_str())?;
+                }
+                (!v.is_null()).then(|| v.clone())
+            }
+            ClaimPath::Query { query, .. } => {
+                let nodes = query.query(claims).all();
+                match nodes.len() {
+                    0 => None,
+                    1 => Some(nodes[0].clone()),
+                    _ => Some(Value::Array(nodes.into_iter().cloned().collect())),
+                }
+            }
+        }
+    }
+}
+
+/// The claims worth keeping in a session: the top-level claims that dotted paths start from,
+/// plus each JSONPath query's result stored under its own text. Keeping only these keeps the
+/// session cookie small (NHS tokens are large) and moves JSONPath work off the request path.
+pub fn retain_for<'a>(full: &Claims, paths: impl IntoIterator<Item = &'a ClaimPath>) -> Claims {
+    let mut keys = BTreeSet::new();
+    let mut out = Claims::new();
+    let full_value = Value::Object(full.clone());
+    for path in paths {
+        match path {
+            ClaimPath::Dotted { segments, .. } => {
+                if let Some(first) = segments.first() {
+                    keys.insert(first.as_str());
+                }
+            }
+            ClaimPath::Query { text, .. } => {
+                if let Some(v) = path.evaluate(&full_value) {
+                    out.insert(text.clone(), v);
+                }
+            }
+        }
+    }
+    // Always keep the subject: logs, UserInfo and back-channel logout need it.
+    keys.insert("sub");
+    for key in keys {
+        if key.starts_with('$') {
+            continue;
+        }
+        if let Some(v) = full.get(key) {
+            out.insert(key.to_owned(), v.clone());
+        }
+    }
+    out
+}
+
+/// Why UserInfo could not be merged.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum MergeError {
+    #[error("UserInfo has no sub")]
+    MissingSub,
+    #[error("UserInfo sub differs from the ID token's")]
+    SubMismatch,
+}
+
+/// Merges UserInfo claims into ID token claims: UserInfo wins, except for protocol claims, which
+/// always come from the ID token. Refuses UserInfo for another subject (OIDC Core §5.3.2).
+pub fn merge_userinfo(id_token: &mut Claims, userinfo: Claims) -> Result<(), MergeError> {
+    let sub = userinfo
+        .get("sub")
+        .and_then(Value::as_str)
+        .ok_or(MergeError::MissingSub)?;
+    if id_token.get("sub").and_then(Value::as_str) != Some(sub) {
+        return Err(MergeError::SubMismatch);
+    }
+    for (k, v) in userinfo {
+        if !PROTOCOL_CLAIMS.contains(&k.as_str()) {
+            id_token.insert(k, v);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn claims(v: Value) -> Claims {
+        match v {
+            Value::Object(m) => m,
+            _ => panic!("test claims must be an object"),
+        }
+    }
+
+    fn nhs() -> Claims {
+        claims(json!({
+            "sub": "uid=1",
+            "role": {"role_id": "240000115894", "code": "S0080:G0450:R5080"},
+            "org": {"name": "GREATER MANCHESTER STRATEGIC HA", "code": "Q14"},
+            "activities": ["B0005", "B0008"],
+            "selected_roleid": "r2",
+            "nhsid_nrbac_roles": [
+                {"person_roleid": "r1", "org_code": "A1", "role_code": "R1"},
+                {"person_roleid": "r2", "org_code": "Q14", "role_code": "R8000"}
+            ],
+            "nothing": null
+        }))
+    }
+
+    #[test]
+    fn dotted_paths_walk_objects() {
+        let c = nhs();
+        let p = ClaimPath::parse("org.code").unwrap();
+        assert_eq!(p.lookup(&c), Some(&json!("Q14")));
+        assert_eq!(ClaimPath::parse("role.missing").unwrap().lookup(&c), None);
+        assert_eq!(ClaimPath::parse("activities.x").unwrap().lookup(&c), None);
+        assert_eq!(ClaimPath::parse("nothing").unwrap().lookup(&c), None);
+    }
+
+    #[test]
+    fn bad_paths_are_refused() {
+        assert!(ClaimPath::parse("").is_err());
+        assert!(ClaimPath::parse("org..code").is_err());
+        assert!(ClaimPath::parse("$[?@.x ==").is_err());
+    }
+
+    #[test]
+    fn jsonpath_selects_the_chosen_role_at_login() {
+        let full = nhs();
+        let q =
+            ClaimPath::parse("$.nhsid_nrbac_roles[?@.person_roleid == $.selected_roleid].org_code")
+                .unwrap();
+        let kept = retain_for(&full, [&q]);
+        assert_eq!(q.lookup(&kept), Some(&json!("Q14")));
+        let all = ClaimPath::parse("$.nhsid_nrbac_roles[*].org_code").unwrap();
+        let kept = retain_for(&full, [&all]);
+        assert_eq!(all.lookup(&kept), Some(&json!(["A1", "Q14"])));
+    }
+
+    #[test]
+    fn retain_keeps_only_what_paths_need_plus_sub() {
+        let full = nhs();
+        let p = ClaimPath::parse("org.code").unwrap();
+        let kept = retain_for(&full, [&p]);
+        let mut keys: Vec<&str> = kept.keys().map(String::as_str).collect();
+        keys.sort();
+        assert_eq!(keys, ["org", "sub"]);
+    }
+
+    #[test]
+    fn userinfo_overrides_profile_claims_but_not_protocol_claims() {
+        let mut id = claims(json!({"sub": "a", "iss": "https://op", "name": "Old", "acr": "1"}));
+        let ui = claims(
+            json!({"sub": "a", "iss": "https://evil", "name": "New", "acr": "9", "email": "a@x"}),
+        );
+        merge_userinfo(&mut id, ui).unwrap();
+        assert_eq!(id["name"], "New");
+        assert_eq!(id["email"], "a@x");
+        assert_eq!(id["iss"], "https://op");
+        assert_eq!(id["acr"], "1");
+    }
+
+    #[test]
+    fn userinfo_for_another_subject_is_refused() {
+        let mut id = claims(json!({"sub": "a"}));
+        assert_eq!(
+            merge_userinfo(&mut id, claims(json!({"sub": "b"}))),
+            Err(MergeError::SubMismatch)
+        );
+        assert_eq!(
+            merge_userinfo(&mut id, claims(json!({"name": "x"}))),
+            Err(MergeError::MissingSub)
+        );
+    }
+}

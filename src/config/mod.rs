@@ -1,0 +1,222 @@
+//! The gateway's configuration: typed, validated, holding ready-made values.
+//!
+//! This is the only configuration type the rest of the crate sees. `load` reads a TOML file,
+//! `validate` turns the raw mirror into these structs and reports every problem at once.
+//! Nothing downstream parses strings from the file again.
+
+mod raw;
+pub mod secrets;
+mod validate;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::HeaderName;
+use ipnet::IpNet;
+use url::Url;
+
+use crate::claims::ClaimPath;
+pub use secrets::Secret;
+pub use validate::{parse_str, Problem, Problems};
+
+/// Validated configuration of one gateway process.
+#[derive(Debug)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub admin: AdminConfig,
+    pub session: SessionConfig,
+    /// Providers in the order of their names; routes refer to them by index.
+    pub providers: Vec<Arc<ProviderConfig>>,
+    pub routes: Vec<Arc<RouteConfig>>,
+    /// Warnings that do not stop the gateway (printed by `check` and logged by `run`).
+    pub warnings: Vec<Problem>,
+}
+
+/// `[server]`
+#[derive(Debug)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// The external origin, e.g. `https://apps.example.org` (no trailing slash, no path).
+    pub public_origin: String,
+    /// Whether the public origin is https (decides nothing about cookies; see `session.secure`).
+    pub public_https: bool,
+    pub callback_path: String,
+    /// `public_origin + callback_path`.
+    pub redirect_uri: String,
+    pub tls: Option<TlsFiles>,
+    pub trusted_proxies: Vec<IpNet>,
+    /// Origins (scheme://host[:port]) allowed to read 401 answers cross-origin.
+    pub cors_origins: Vec<String>,
+    pub max_request_header_bytes: usize,
+    pub threads: usize,
+    pub upstream_connect_timeout: Duration,
+    pub upstream_read_timeout: Duration,
+}
+
+/// Certificate and key for TLS on the proxy listener.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert_file: String,
+    pub key_file: String,
+}
+
+/// `[admin]`
+#[derive(Debug)]
+pub struct AdminConfig {
+    pub listen: Option<SocketAddr>,
+}
+
+/// Where sessions live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionStoreKind {
+    Cookie,
+    Redis,
+}
+
+/// `SameSite` attribute of the session cookie.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SameSite {
+    Lax,
+    Strict,
+    None,
+}
+
+/// `[session]`
+#[derive(Debug)]
+pub struct SessionConfig {
+    pub cookie_name: String,
+    /// AES-256 keys; the first encrypts, all decrypt.
+    pub keys: Secret<Vec<[u8; 32]>>,
+    pub secure: bool,
+    pub same_site: SameSite,
+    pub idle_timeout: Duration,
+    pub max_lifetime: Duration,
+    pub store: SessionStoreKind,
+    pub redis_url: Option<Secret<String>>,
+    pub max_login_states: usize,
+    pub max_chunks: usize,
+}
+
+/// How the gateway authenticates itself at the token endpoint.
+#[derive(Debug, Clone)]
+pub enum ClientAuth {
+    SecretBasic(Secret<String>),
+    SecretPost(Secret<String>),
+    PrivateKeyJwt(PrivateKey),
+}
+
+/// A private key for `private_key_jwt`, loaded and checked at start-up.
+#[derive(Debug, Clone)]
+pub struct PrivateKey {
+    pub pem: Secret<String>,
+    pub alg: crate::keygen::JwkAlg,
+    /// RFC 7638 thumbprint of the public key: what `keygen --jwk` printed as `kid`.
+    pub kid: String,
+}
+
+/// Unit of `expires_in` in token responses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpiresInUnit {
+    Seconds,
+    Milliseconds,
+}
+
+/// `[providers.NAME]`
+#[derive(Debug)]
+pub struct ProviderConfig {
+    pub name: String,
+    /// Exactly as configured: ID tokens and discovery must name this issuer.
+    pub issuer: String,
+    pub discovery_url: Url,
+    pub client_id: String,
+    pub client_auth: ClientAuth,
+    pub scopes: Vec<String>,
+    pub userinfo: bool,
+    pub expires_in_unit: ExpiresInUnit,
+    pub timeout: Duration,
+    pub clock_skew: Duration,
+    /// `None`: the provider's advertised list minus `none` and HS*.
+    pub id_token_algs: Option<Vec<String>>,
+    pub trusted_audiences: Vec<String>,
+    pub jwks_min_refetch_interval: Duration,
+    pub jwks_refresh_interval: Duration,
+    pub allow_insecure_http: bool,
+    pub extra_auth_params: Vec<(String, String)>,
+}
+
+/// `auth` of a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    Required,
+    Public,
+}
+
+/// Where a route forwards to.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    /// `host:port` to connect to.
+    pub address: String,
+    pub tls: bool,
+    /// SNI / certificate name for https upstreams.
+    pub sni: String,
+    /// The configured URL, for logs and errors.
+    pub url: String,
+}
+
+/// One identity header and the claim paths it is taken from (first present wins).
+#[derive(Debug, Clone)]
+pub struct HeaderRule {
+    /// Lower-case, for matching.
+    pub name: HeaderName,
+    /// As configured (`X-Auth-Sub`): legacy apps sometimes compare header names by case.
+    pub display: String,
+    pub paths: Vec<ClaimPath>,
+}
+
+/// One `route.require` entry: the claim at `path` must hold one of `values`.
+#[derive(Debug, Clone)]
+pub struct Requirement {
+    pub path: ClaimPath,
+    pub values: Vec<String>,
+}
+
+/// `[[route]]`
+#[derive(Debug)]
+pub struct RouteConfig {
+    /// Position in the file (and in `Config::routes`).
+    pub index: usize,
+    /// Label for metrics and logs: `name`, else `host` + `path`.
+    pub name: String,
+    /// Lower-case host without port; `None` matches any host.
+    pub host: Option<String>,
+    /// Normalised prefix: starts with `/`, no trailing `/` except for the root.
+    pub path: String,
+    pub upstream: Upstream,
+    /// Index into `Config::providers`.
+    pub provider: usize,
+    pub auth: AuthMode,
+    pub strip_prefix: bool,
+    pub headers: Vec<HeaderRule>,
+    pub require: Vec<Requirement>,
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, Problems> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Problems::single(Problem::new(
+                "",
+                None,
+                format!("cannot read {}: {e}", path.display()),
+            ))
+        })?;
+        parse_str(&text, path.parent())
+    }
+
+    /// The provider a route uses.
+    pub fn provider_of(&self, route: &RouteConfig) -> &Arc<ProviderConfig> {
+        &self.providers[route.provider]
+    }
+}

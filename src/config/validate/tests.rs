@@ -1,0 +1,190 @@
+//! Config validation as an operator meets it: every problem, with key path and line.
+
+use super::*;
+
+const MINIMAL: &str = r#"
+[server]
+listen = "127.0.0.1:8080"
+public_url = "https://apps.example.org"
+
+[session]
+keys = ["AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="]
+
+[providers.cis2]
+issuer = "https://connect.example.org/token"
+client_id = "client"
+client_secret = "secret"
+
+[[route]]
+path = "/"
+upstream = "http://127.0.0.1:3000"
+"#;
+
+fn problems(text: &str) -> Vec<Problem> {
+    match parse_str(text, None) {
+        Ok(_) => Vec::new(),
+        Err(p) => p.0,
+    }
+}
+
+fn keys(text: &str) -> Vec<String> {
+    problems(text).into_iter().map(|p| p.key).collect()
+}
+
+#[test]
+fn a_minimal_config_is_valid_with_contract_defaults() {
+    let c = parse_str(MINIMAL, None).unwrap();
+    assert_eq!(c.server.callback_path, "/oauth2/callback");
+    assert_eq!(
+        c.server.redirect_uri,
+        "https://apps.example.org/oauth2/callback"
+    );
+    assert_eq!(c.session.cookie_name, "oidc_session");
+    assert!(c.session.secure);
+    assert_eq!(c.session.idle_timeout, Duration::from_secs(1800));
+    assert_eq!(c.session.max_lifetime, Duration::from_secs(8 * 3600));
+    assert_eq!(c.session.max_login_states, 5);
+    assert_eq!(c.server.max_request_header_bytes, 32 * 1024);
+    let p = &c.providers[0];
+    assert_eq!(
+        p.discovery_url.as_str(),
+        "https://connect.example.org/token/.well-known/openid-configuration"
+    );
+    assert!(matches!(p.client_auth, ClientAuth::SecretBasic(_)));
+    let r = &c.routes[0];
+    assert_eq!(r.auth, AuthMode::Required);
+    let names: Vec<&str> = r.headers.iter().map(|h| h.display.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "X-Auth-Sub",
+            "X-Auth-Name",
+            "X-Auth-Email",
+            "X-Auth-Role",
+            "X-Auth-Org",
+            "X-Auth-Activities"
+        ]
+    );
+}
+
+#[test]
+fn every_problem_is_reported_with_key_and_line() {
+    let text = r#"
+[server]
+listen = "nowhere"
+public_url = "ftp://x"
+colour = "blue"
+
+[session]
+keys = ["short"]
+idle_timeout = "soon"
+
+[providers.cis2]
+issuer = "http://connect.example.org"
+client_id = "c"
+client_auth = "private_key_jwt"
+private_key_file = "/does/not/exist.pem"
+
+[[route]]
+path = "/"
+upstream = "http://10.0.0.1:3000"
+provider = "other"
+auth = "maybe"
+"#;
+    let p = problems(text);
+    let by_key = |k: &str| {
+        p.iter()
+            .find(|x| x.key == k)
+            .unwrap_or_else(|| panic!("no problem for {k} in {p:#?}"))
+    };
+    assert_eq!(by_key("server.listen").line, Some(3));
+    assert_eq!(by_key("server.public_url").line, Some(4));
+    assert_eq!(by_key("server.colour").message, "unknown key");
+    assert_eq!(by_key("server.colour").line, Some(5));
+    assert_eq!(by_key("session.keys[0]").line, Some(8));
+    assert_eq!(by_key("session.idle_timeout").line, Some(9));
+    assert!(by_key("providers.cis2.issuer")
+        .message
+        .contains("allow_insecure_http"));
+    assert!(by_key("providers.cis2.private_key_file")
+        .message
+        .contains("cannot read"));
+    assert!(by_key("route[0].upstream").message.contains("non-loopback"));
+    assert!(by_key("route[0].provider")
+        .message
+        .contains("not a configured provider"));
+    assert!(by_key("route[0].auth").message.contains("required, public"));
+}
+
+#[test]
+fn unset_environment_variables_and_missing_secrets_are_errors() {
+    let text = MINIMAL.replace("\"secret\"", "\"${OIDC_GATEWAY_TEST_SURELY_UNSET}\"");
+    let p = problems(&text);
+    assert_eq!(p[0].key, "providers.cis2.client_secret");
+    assert!(p[0].message.contains("OIDC_GATEWAY_TEST_SURELY_UNSET"));
+    let text = MINIMAL.replace("client_secret = \"secret\"\n", "");
+    assert_eq!(keys(&text), ["providers.cis2.client_secret"]);
+}
+
+#[test]
+fn secret_files_are_read_and_trimmed() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("secret"), "from-file\n").unwrap();
+    let text = MINIMAL.replace(
+        "client_secret = \"secret\"",
+        "client_secret_file = \"secret\"",
+    );
+    let c = parse_str(&text, Some(dir.path())).unwrap();
+    match &c.providers[0].client_auth {
+        ClientAuth::SecretBasic(s) => assert_eq!(s.expose(), "from-file"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn http_is_allowed_on_loopback_and_with_the_opt_in() {
+    let text = MINIMAL.replace("https://connect.example.org/token", "http://127.0.0.1:9000");
+    assert!(problems(&text).is_empty());
+    let text = MINIMAL
+        .replace("https://connect.example.org/token", "http://idp.internal")
+        .replace(
+            "client_id = \"client\"",
+            "client_id = \"client\"\nallow_insecure_http = true",
+        );
+    assert!(problems(&text).is_empty());
+}
+
+#[test]
+fn syntax_errors_name_the_line() {
+    let p = problems("[server]\nlisten = \n");
+    assert_eq!(p.len(), 1);
+    assert_eq!(p[0].line, Some(2));
+}
+
+#[test]
+fn claim_paths_and_header_names_are_checked() {
+    let text = format!("{MINIMAL}[route.headers]\n\"Bad Header\" = \"sub\"\nX-Org = \"org..code\"\nX-Sel = \"$[?@.x ==\"\n");
+    let k = keys(&text);
+    assert!(
+        k.contains(&"route[0].headers.Bad Header".to_owned()),
+        "{k:?}"
+    );
+    assert!(k.contains(&"route[0].headers.X-Org".to_owned()), "{k:?}");
+    assert!(k.contains(&"route[0].headers.X-Sel".to_owned()), "{k:?}");
+}
+
+#[test]
+fn duplicate_routes_and_missing_provider_choice_are_errors() {
+    let text =
+        format!("{MINIMAL}\n[[route]]\npath = \"/\"\nupstream = \"http://127.0.0.1:3001\"\n");
+    assert_eq!(keys(&text), ["route[1].path"]);
+    let text = format!("{MINIMAL}\n[providers.b]\nissuer = \"https://b.example\"\nclient_id = \"x\"\nclient_secret = \"y\"\n");
+    assert_eq!(keys(&text), ["route[0].provider"]);
+}
+
+#[test]
+fn route_paths_are_normalised_prefixes() {
+    let text = MINIMAL.replace("path = \"/\"", "path = \"/app/\"");
+    let c = parse_str(&text, None).unwrap();
+    assert_eq!(c.routes[0].path, "/app");
+}

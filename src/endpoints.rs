@@ -1,0 +1,351 @@
+//! The gateway's own endpoints, served before routing: the login callback, sign-in, logout,
+//! UserInfo, forward-auth and back-channel logout; and `start_login`, which the proxy also uses.
+
+use std::sync::Arc;
+
+use pingora::proxy::Session;
+
+use crate::claims::retain_for;
+use crate::config::{AuthMode, RouteConfig};
+use crate::error::LoginError;
+use crate::identity;
+use crate::metrics::{AuthEvent, Metrics};
+use crate::oidc::flow::random_token;
+use crate::request::{cookie_headers, is_browser, query_param, safe_return_path};
+use crate::respond::{self, Reply};
+use crate::routing::normalize_path;
+use crate::session::cookies::{clear_session, delete_cookie, write_session};
+use crate::session::login_state::{self, LoginState};
+use crate::session::{now, RequestCookies, Session as UserSession};
+use crate::state::GatewayState;
+
+/// A gateway endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    Callback,
+    SignIn,
+    Logout,
+    Userinfo,
+    Auth,
+    BackchannelLogout,
+}
+
+/// The endpoint at `path`, if any.
+pub fn match_endpoint(state: &GatewayState, path: &str) -> Option<Endpoint> {
+    if path == state.config.server.callback_path {
+        return Some(Endpoint::Callback);
+    }
+    Some(match path {
+        "/oauth2/sign_in" => Endpoint::SignIn,
+        "/oauth2/logout" => Endpoint::Logout,
+        "/oauth2/userinfo" => Endpoint::Userinfo,
+        "/oauth2/auth" => Endpoint::Auth,
+        "/oauth2/backchannel_logout" => Endpoint::BackchannelLogout,
+        _ => return None,
+    })
+}
+
+/// Answers a gateway endpoint.
+pub async fn handle(
+    endpoint: Endpoint,
+    state: &Arc<GatewayState>,
+    metrics: &Metrics,
+    session: &mut Session,
+) -> Reply {
+    let method = session.req_header().method.clone();
+    let allowed = match endpoint {
+        Endpoint::Logout => {
+            method == http::Method::GET
+                || method == http::Method::POST
+                || method == http::Method::HEAD
+        }
+        Endpoint::BackchannelLogout => method == http::Method::POST,
+        _ => method == http::Method::GET || method == http::Method::HEAD,
+    };
+    if !allowed {
+        return respond::json(405, r#"{"error":"method_not_allowed"}"#.into());
+    }
+    match endpoint {
+        Endpoint::Callback => callback(state, metrics, session).await,
+        Endpoint::SignIn => sign_in(state, metrics, session),
+        Endpoint::Logout => logout(state, metrics, session),
+        Endpoint::Userinfo => userinfo(state, session),
+        Endpoint::Auth => forward_auth(state, metrics, session),
+        Endpoint::BackchannelLogout => respond::backchannel_unsupported(),
+    }
+}
+
+/// The sign-in URL that returns to `return_to` (for 401 bodies and retry links).
+pub fn login_url(state: &GatewayState, return_to: &str) -> String {
+    let rd: String = url::form_urlencoded::byte_serialize(return_to.as_bytes()).collect();
+    format!(
+        "{}/oauth2/sign_in?rd={rd}",
+        state.config.server.public_origin
+    )
+}
+
+/// Starts a login at provider `provider`: a login-state cookie and a 302 to the provider, or
+/// 503 when the provider has not loaded.
+pub fn start_login(
+    state: &GatewayState,
+    metrics: &Metrics,
+    provider: usize,
+    return_to: String,
+    cookies: &RequestCookies<'_>,
+    browser: bool,
+) -> Reply {
+    let p = &state.providers[provider];
+    let Some(discovered) = p.discovered() else {
+        tracing::warn!(
+            provider = p.name(),
+            "login refused: provider not loaded yet"
+        );
+        return respond::provider_unavailable(browser);
+    };
+    let login = LoginState {
+        state: random_token(),
+        nonce: random_token(),
+        pkce_verifier: random_token(),
+        return_to,
+        provider: p.name().to_owned(),
+        created: now(),
+    };
+    let location = p.authorization_url(
+        &discovered,
+        &state.config.server.redirect_uri,
+        &login.state,
+        &login.nonce,
+        &login.pkce_verifier,
+    );
+    let set = login_state::start(
+        &state.config.session,
+        &state.codec,
+        &login,
+        cookies,
+        login.created,
+    );
+    metrics.auth_event(p.name(), AuthEvent::LoginStarted);
+    respond::redirect(&location).with_cookies(set)
+}
+
+fn sign_in(state: &GatewayState, metrics: &Metrics, session: &Session) -> Reply {
+    let req = session.req_header();
+    let rd = safe_return_path(query_param(req.uri.query(), "rd").as_deref());
+    let provider = provider_for_path(state, &rd);
+    let cookies = RequestCookies::parse(
+        cookie_headers(&req.headers),
+        &state.config.session.cookie_name,
+        state.config.session.max_chunks,
+    );
+    start_login(state, metrics, provider, rd, &cookies, true)
+}
+
+/// The provider of the route that would serve `path` (the first provider if none does).
+fn provider_for_path(state: &GatewayState, path: &str) -> usize {
+    let path_only = path.split(['?', '#']).next().unwrap_or("/");
+    normalize_path(path_only)
+        .ok()
+        .and_then(|p| state.routes.match_route(None, &p).map(|r| r.provider))
+        .unwrap_or(0)
+}
+
+async fn callback(state: &Arc<GatewayState>, metrics: &Metrics, session: &mut Session) -> Reply {
+    let cfg = &state.config.session;
+    // Owned copies: the provider calls below must not hold the request borrowed.
+    let req = session.req_header();
+    let query = req.uri.query().map(str::to_owned);
+    let cookie_text: Vec<Vec<u8>> = cookie_headers(&req.headers).map(<[u8]>::to_vec).collect();
+    let cookies = RequestCookies::parse(
+        cookie_text.iter().map(Vec::as_slice),
+        &cfg.cookie_name,
+        cfg.max_chunks,
+    );
+    let param = |name| query_param(query.as_deref(), name);
+    let state_param = param("state");
+    let retry = login_url(state, "/");
+    let now = now();
+
+    let found = match &state_param {
+        Some(s) => login_state::find(cfg, &state.codec, &cookies, s, now).map_err(LoginError::from),
+        None => Err(LoginError::BadCallback),
+    };
+    // The login cookie is single-use: delete it whatever happens next.
+    let mut set = Vec::new();
+    if let Some(s) = &state_param {
+        let name = login_state::cookie_name(cfg, s);
+        if cookies.login.iter().any(|(n, _)| *n == name) {
+            set.push(delete_cookie(cfg, name));
+        }
+    }
+    let login = match found {
+        Ok(l) => l,
+        Err(e) => return fail(metrics, "unknown", &e, &retry).with_cookies(set),
+    };
+    let retry = login_url(state, &login.return_to);
+    let Some(index) = state.provider_index(&login.provider) else {
+        return fail(metrics, &login.provider, &LoginError::BadCallback, &retry).with_cookies(set);
+    };
+    let provider = &state.providers[index];
+    if let Some(error) = param("error") {
+        let code: String = error
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .take(64)
+            .collect();
+        return fail(
+            metrics,
+            provider.name(),
+            &LoginError::ProviderError(code),
+            &retry,
+        )
+        .with_cookies(set);
+    }
+    let Some(code) = param("code") else {
+        return fail(metrics, provider.name(), &LoginError::BadCallback, &retry).with_cookies(set);
+    };
+    let result = match provider
+        .complete_login(
+            &code,
+            &login.pkce_verifier,
+            &login.nonce,
+            &state.config.server.redirect_uri,
+        )
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => return fail(metrics, provider.name(), &e, &retry).with_cookies(set),
+    };
+    let now = crate::session::now();
+    let keep_hint = provider
+        .discovered()
+        .is_some_and(|d| d.end_session_endpoint.is_some());
+    let user = UserSession {
+        provider: provider.name().to_owned(),
+        claims: retain_for(&result.claims, state.kept_paths(index)),
+        created: now,
+        last_seen: now,
+        expires: now.saturating_add(cfg.max_lifetime.as_secs()),
+        tokens_expire: result.tokens.expires_in.map(|s| now.saturating_add(s)),
+        refresh_token: result.tokens.refresh_token,
+        id_token_hint: keep_hint.then_some(result.id_token),
+    };
+    match write_session(cfg, &state.codec, &user, &cookies, now) {
+        Ok(cookies) => set.extend(cookies),
+        Err(too_large) => {
+            let e = LoginError::SessionTooLarge(too_large);
+            tracing::error!(provider = provider.name(), sub = user.subject(), error = %e, "login succeeded at the provider but the session does not fit in cookies; keep fewer claims (route headers and rules) or raise session.max_chunks");
+            return fail(metrics, provider.name(), &e, &retry).with_cookies(set);
+        }
+    }
+    metrics.auth_event(provider.name(), AuthEvent::LoginSucceeded);
+    tracing::info!(target: "audit", event = "login_succeeded", provider = provider.name(), sub = user.subject(), "login succeeded");
+    let location = format!("{}{}", state.config.server.public_origin, login.return_to);
+    respond::redirect(&location).with_cookies(set)
+}
+
+fn fail(metrics: &Metrics, provider: &str, e: &LoginError, retry: &str) -> Reply {
+    metrics.auth_event(provider, AuthEvent::LoginFailed);
+    tracing::warn!(target: "audit", event = "login_failed", provider, reason = e.reason(), error = %e, "login failed");
+    respond::login_failed(e, retry)
+}
+
+fn logout(state: &GatewayState, metrics: &Metrics, session: &Session) -> Reply {
+    let cfg = &state.config.session;
+    let req = session.req_header();
+    let rd = safe_return_path(query_param(req.uri.query(), "rd").as_deref());
+    let cookies = RequestCookies::parse(
+        cookie_headers(&req.headers),
+        &cfg.cookie_name,
+        cfg.max_chunks,
+    );
+    let user = cookies.session(cfg, &state.codec).ok();
+    let mut set = clear_session(cfg, &cookies);
+    set.extend(
+        cookies
+            .login
+            .iter()
+            .map(|(n, _)| delete_cookie(cfg, (*n).to_owned())),
+    );
+    let return_url = format!("{}{}", state.config.server.public_origin, rd);
+    let Some(user) = user else {
+        return respond::redirect(&return_url).with_cookies(set);
+    };
+    metrics.auth_event(&user.provider, AuthEvent::Logout);
+    tracing::info!(target: "audit", event = "logout", provider = %user.provider, sub = user.subject(), "logout");
+    let end_session = state.provider_index(&user.provider).and_then(|i| {
+        state.providers[i].end_session_url(user.id_token_hint.as_deref(), &return_url)
+    });
+    respond::redirect(end_session.as_deref().unwrap_or(&return_url)).with_cookies(set)
+}
+
+fn userinfo(state: &GatewayState, session: &Session) -> Reply {
+    let cfg = &state.config.session;
+    let req = session.req_header();
+    let cookies = RequestCookies::parse(
+        cookie_headers(&req.headers),
+        &cfg.cookie_name,
+        cfg.max_chunks,
+    );
+    match cookies.session(cfg, &state.codec) {
+        Ok(user) if user.expired_at(cfg, now()).is_none() => {
+            respond::json(200, serde_json::Value::Object(user.claims).to_string())
+        }
+        _ => respond::login_required_api(&login_url(state, "/"), None),
+    }
+}
+
+/// Forward-auth (nginx `auth_request`, Traefik `forwardAuth`): 202 with identity headers, 401
+/// without a session, 403 when the rules of the route named by `X-Original-URI` /
+/// `X-Forwarded-Uri` fail.
+fn forward_auth(state: &GatewayState, metrics: &Metrics, session: &Session) -> Reply {
+    let cfg = &state.config.session;
+    let req = session.req_header();
+    let original = req
+        .headers
+        .get("x-original-uri")
+        .or_else(|| req.headers.get("x-forwarded-uri"))
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("/");
+    let host = req
+        .headers
+        .get("x-forwarded-host")
+        .and_then(|v| v.to_str().ok());
+    let path = normalize_path(original.split('?').next().unwrap_or("/"))
+        .unwrap_or_else(|_| "/".to_owned());
+    let route: Option<&Arc<RouteConfig>> = state.routes.match_route(host, &path);
+    let provider = route.map(|r| r.provider).unwrap_or(0);
+    let cookies = RequestCookies::parse(
+        cookie_headers(&req.headers),
+        &cfg.cookie_name,
+        cfg.max_chunks,
+    );
+    let user = match cookies.session(cfg, &state.codec) {
+        Ok(u)
+            if u.expired_at(cfg, now()).is_none()
+                && u.provider == state.providers[provider].name() =>
+        {
+            u
+        }
+        _ => {
+            return respond::login_required_api(
+                &login_url(state, &safe_return_path(Some(original))),
+                None,
+            )
+        }
+    };
+    let Some(route) = route else {
+        return respond::auth_ok(Vec::new());
+    };
+    if route.auth == AuthMode::Required {
+        if let Some(unmet) = crate::authz::first_unmet(&route.require, &user.claims) {
+            metrics.auth_event(&user.provider, AuthEvent::Forbidden);
+            tracing::info!(target: "audit", event = "forbidden", route = %route.name, sub = user.subject(), rule = unmet.path.text(), "forbidden");
+            return respond::forbidden(is_browser(&req.headers));
+        }
+    }
+    let headers = identity::headers(&route.headers, &user.claims)
+        .into_iter()
+        .map(|(rule, value)| (rule.display.clone(), value))
+        .collect();
+    respond::auth_ok(headers)
+}

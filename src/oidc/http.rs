@@ -1,0 +1,185 @@
+//! The HTTP client for one provider: timeouts, no redirects (SSRF), and a timing metric per
+//! endpoint. Errors say whether the provider was unreachable (→ 503) or answered badly (→ 401).
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::metrics::Metrics;
+
+/// Which provider endpoint a call goes to (a bounded metric label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    Discovery,
+    Jwks,
+    Token,
+    Userinfo,
+}
+
+impl Endpoint {
+    /// The metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Endpoint::Discovery => "discovery",
+            Endpoint::Jwks => "jwks",
+            Endpoint::Token => "token",
+            Endpoint::Userinfo => "userinfo",
+        }
+    }
+}
+
+/// A failed call to the provider.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// Connection refused, DNS, TLS or timeout: the provider cannot be reached now.
+    #[error("{endpoint} endpoint unreachable: {reason}")]
+    Unreachable {
+        endpoint: &'static str,
+        reason: String,
+    },
+    /// The provider answered with an error status.
+    #[error("{endpoint} endpoint answered HTTP {status}")]
+    Status {
+        endpoint: &'static str,
+        status: u16,
+        body: Bytes,
+    },
+}
+
+impl CallError {
+    /// Whether this is the provider being down (unreachable or 5xx) rather than refusing us.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            CallError::Unreachable { .. } => true,
+            CallError::Status { status, .. } => *status >= 500,
+        }
+    }
+}
+
+/// One provider's HTTP client.
+#[derive(Clone)]
+pub struct ProviderHttp {
+    client: reqwest::Client,
+    provider: String,
+    metrics: Metrics,
+}
+
+impl ProviderHttp {
+    /// A client with the provider's timeout; redirects are never followed.
+    pub fn new(provider: &str, timeout: Duration, metrics: Metrics) -> ProviderHttp {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(timeout.min(Duration::from_secs(5)))
+            .timeout(timeout)
+            .user_agent(concat!("oidc-gateway/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .unwrap_or_default();
+        ProviderHttp {
+            client,
+            provider: provider.to_owned(),
+            metrics,
+        }
+    }
+
+    /// GET a URL, with an optional bearer token; the body of a 2xx answer.
+    pub async fn get(
+        &self,
+        endpoint: Endpoint,
+        url: &str,
+        bearer: Option<&str>,
+    ) -> Result<Bytes, CallError> {
+        let mut req = self.client.get(url).header("accept", "application/json");
+        if let Some(token) = bearer {
+            req = req.bearer_auth(token);
+        }
+        self.send(endpoint, req).await
+    }
+
+    /// POST a form; the body of a 2xx answer.
+    pub async fn post_form(
+        &self,
+        endpoint: Endpoint,
+        url: &str,
+        form: &[(&str, &str)],
+        basic_auth: Option<(&str, &str)>,
+    ) -> Result<Bytes, CallError> {
+        let mut req = self
+            .client
+            .post(url)
+            .header("accept", "application/json")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(
+                url::form_urlencoded::Serializer::new(String::new())
+                    .extend_pairs(form)
+                    .finish(),
+            );
+        if let Some((user, password)) = basic_auth {
+            req = req.basic_auth(user, Some(password));
+        }
+        self.send(endpoint, req).await
+    }
+
+    async fn send(
+        &self,
+        endpoint: Endpoint,
+        req: reqwest::RequestBuilder,
+    ) -> Result<Bytes, CallError> {
+        let started = Instant::now();
+        let result = async {
+            let resp = req.send().await.map_err(|e| unreachable(endpoint, &e))?;
+            let status = resp.status().as_u16();
+            let body = resp.bytes().await.map_err(|e| unreachable(endpoint, &e))?;
+            if (200..300).contains(&status) {
+                Ok(body)
+            } else {
+                Err(CallError::Status {
+                    endpoint: endpoint.label(),
+                    status,
+                    body,
+                })
+            }
+        }
+        .await;
+        let labels = [self.provider.as_str(), endpoint.label()];
+        self.metrics
+            .provider_request_duration
+            .with_label_values(&labels)
+            .observe(started.elapsed().as_secs_f64());
+        if result.is_err() {
+            self.metrics
+                .provider_errors
+                .with_label_values(&labels)
+                .inc();
+        }
+        result
+    }
+}
+
+/// Describes a transport error without the URL (which may carry a query we must not log).
+fn unreachable(endpoint: Endpoint, e: &reqwest::Error) -> CallError {
+    let reason = if e.is_timeout() {
+        "timed out".to_owned()
+    } else if e.is_connect() {
+        "connection failed".to_owned()
+    } else {
+        e.without_url_ref_string()
+    };
+    CallError::Unreachable {
+        endpoint: endpoint.label(),
+        reason,
+    }
+}
+
+trait WithoutUrl {
+    fn without_url_ref_string(&self) -> String;
+}
+
+impl WithoutUrl for reqwest::Error {
+    fn without_url_ref_string(&self) -> String {
+        let mut text = self.to_string();
+        if let Some(url) = self.url() {
+            text = text.replace(url.as_str(), "<url>");
+        }
+        text
+    }
+}

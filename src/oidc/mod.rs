@@ -1,0 +1,157 @@
+//! OpenID providers: discovery, keys, and the calls of the authorization code flow.
+//!
+//! A `Provider` holds its discovered endpoints behind an `ArcSwap` (read without locks on every
+//! login) and its keys in a moka cache. Nothing here runs on the authenticated request path.
+
+pub mod client_auth;
+pub mod discovery;
+pub mod flow;
+pub mod http;
+pub mod jwks;
+pub mod verify;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+
+use crate::config::ProviderConfig;
+use crate::metrics::Metrics;
+use client_auth::{ClientAuthError, Credentials};
+use discovery::{Discovered, DiscoveryError};
+use http::ProviderHttp;
+use jwks::{JwksCache, JwksError};
+
+/// One configured OpenID provider and what has been learnt about it.
+pub struct Provider {
+    pub cfg: Arc<ProviderConfig>,
+    http: ProviderHttp,
+    discovered: ArcSwapOption<Discovered>,
+    jwks: JwksCache,
+    credentials: Credentials,
+    metrics: Metrics,
+}
+
+/// Why loading discovery and keys failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Discovery(#[from] DiscoveryError),
+    #[error(transparent)]
+    Jwks(#[from] JwksError),
+}
+
+impl LoadError {
+    /// A configuration error that retrying will not fix.
+    pub fn is_fatal(&self) -> bool {
+        matches!(
+            self,
+            LoadError::Discovery(DiscoveryError::IssuerMismatch { .. })
+        )
+    }
+}
+
+impl Provider {
+    /// Prepares a provider (nothing is fetched yet).
+    pub fn new(cfg: Arc<ProviderConfig>, metrics: Metrics) -> Result<Provider, ClientAuthError> {
+        let http = ProviderHttp::new(&cfg.name, cfg.timeout, metrics.clone());
+        let jwks = JwksCache::new(
+            &cfg.name,
+            cfg.jwks_refresh_interval * 2,
+            cfg.jwks_min_refetch_interval,
+            metrics.clone(),
+        );
+        Ok(Provider {
+            credentials: Credentials::new(&cfg)?,
+            cfg,
+            http,
+            discovered: ArcSwapOption::empty(),
+            jwks,
+            metrics,
+        })
+    }
+
+    /// The provider's name from the config.
+    pub fn name(&self) -> &str {
+        &self.cfg.name
+    }
+
+    /// The discovered endpoints, once loaded.
+    pub fn discovered(&self) -> Option<Arc<Discovered>> {
+        self.discovered.load_full()
+    }
+
+    /// Whether discovery and keys have loaded.
+    pub fn is_ready(&self) -> bool {
+        self.discovered.load().is_some() && self.jwks.is_loaded()
+    }
+
+    /// Fetches discovery and keys once.
+    pub async fn load(&self) -> Result<(), LoadError> {
+        let d = discovery::discover(&self.http, &self.cfg).await?;
+        let uri = d.jwks_uri.to_string();
+        self.discovered.store(Some(Arc::new(d)));
+        self.jwks.get(&self.http, &uri).await?;
+        self.metrics
+            .provider_ready
+            .with_label_values(&[self.name()])
+            .set(1);
+        Ok(())
+    }
+
+    /// Keeps the provider loaded: retries with backoff until discovery and keys load, then
+    /// refreshes both every `jwks_refresh_interval` (keeping the old ones when that fails).
+    pub async fn keep_loaded(&self, mut stop: impl FnMut() -> bool) {
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            if stop() {
+                return;
+            }
+            let wait = if self.is_ready() {
+                self.refresh().await;
+                self.cfg.jwks_refresh_interval
+            } else {
+                match self.load().await {
+                    Ok(()) => {
+                        tracing::info!(
+                            provider = self.name(),
+                            "provider discovery and JWKS loaded"
+                        );
+                        backoff = Duration::from_secs(1);
+                        self.cfg.jwks_refresh_interval
+                    }
+                    Err(e) => {
+                        tracing::warn!(provider = self.name(), error = %e, retry_in = ?backoff, "provider not loaded; retrying");
+                        let w = backoff;
+                        backoff = (backoff * 2).min(Duration::from_secs(60));
+                        w
+                    }
+                }
+            };
+            // Sleep in short steps so that shutdown is noticed promptly.
+            let mut left = wait;
+            while !left.is_zero() {
+                if stop() {
+                    return;
+                }
+                let step = left.min(Duration::from_millis(250));
+                tokio::time::sleep(step).await;
+                left -= step;
+            }
+        }
+    }
+
+    async fn refresh(&self) {
+        match discovery::discover(&self.http, &self.cfg).await {
+            Ok(d) => self.discovered.store(Some(Arc::new(d))),
+            Err(e) => {
+                tracing::warn!(provider = self.name(), error = %e, "discovery refresh failed; keeping the previous document")
+            }
+        }
+        if let Some(d) = self.discovered() {
+            if let Err(e) = self.jwks.reload(&self.http, d.jwks_uri.as_str()).await {
+                tracing::warn!(provider = self.name(), error = %e, "JWKS refresh failed; keeping the previous keys");
+            }
+        }
+    }
+}

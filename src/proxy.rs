@@ -1,0 +1,515 @@
+//! The proxy: pingora's `ProxyHttp` hooks, each delegating to the module that owns the step.
+//!
+//! Request path, top to bottom: `request_filter` (header limit → gateway endpoints → path
+//! normalisation → route → session → login or 401 → rules) → `upstream_peer` (the route's
+//! upstream) → `upstream_request_filter` (strip spoofable headers and gateway cookies, add
+//! identity headers) → `response_filter` (refreshed session cookie) → `logging` (metrics and
+//! access line). The authenticated path makes no provider call and takes no lock.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::upstreams::peer::HttpPeer;
+use pingora::{Error, ErrorSource, ErrorType, Result};
+
+use crate::authz;
+use crate::claims::Claims;
+use crate::config::{AuthMode, RouteConfig};
+use crate::endpoints::{self, login_url};
+use crate::identity;
+use crate::metrics::{AuthEvent, Metrics};
+use crate::request::{cookie_headers, is_browser};
+use crate::respond::{self, Reply};
+use crate::routing::{normalize_path, upstream_path};
+use crate::session::cookies::{clear_session, write_session};
+use crate::session::{now, Miss, RequestCookies};
+use crate::state::GatewayState;
+
+/// The pingora proxy application.
+pub struct Gateway {
+    state: Arc<ArcSwap<GatewayState>>,
+    metrics: Metrics,
+}
+
+impl Gateway {
+    /// A proxy over shared, swappable state.
+    pub fn new(state: Arc<ArcSwap<GatewayState>>, metrics: Metrics) -> Gateway {
+        Gateway { state, metrics }
+    }
+}
+
+/// Per-request state carried between hooks.
+pub struct RequestCtx {
+    started: Instant,
+    state: Option<Arc<GatewayState>>,
+    route: Option<Arc<RouteConfig>>,
+    /// Normalised path plus query, when it differs from what the client sent.
+    rewritten_uri: Option<String>,
+    claims: Option<Claims>,
+    set_cookies: Vec<String>,
+    /// For the access line: the user, when known.
+    sub: Option<String>,
+    /// Label for metrics when no route matched (gateway endpoint, 404, 400).
+    label: &'static str,
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx {
+            started: Instant::now(),
+            state: None,
+            route: None,
+            rewritten_uri: None,
+            claims: None,
+            set_cookies: Vec::new(),
+            sub: None,
+            label: "none",
+        }
+    }
+
+    /// Decides whether the gateway answers itself (`Ok(true)`) or the request goes upstream.
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let state = self.state.load_full();
+        ctx.state = Some(state.clone());
+        let reply = match self.route_request(&state, session, ctx).await {
+            Some(reply) => reply,
+            None => return Ok(false),
+        };
+        reply.send(session).await?;
+        Ok(true)
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
+        let (Some(state), Some(route)) = (&ctx.state, &ctx.route) else {
+            return Err(Error::explain(
+                ErrorType::InternalError,
+                "no route selected",
+            ));
+        };
+        let upstream = &route.upstream;
+        let addr = state.upstream_addr(route).ok_or_else(|| {
+            Error::explain(ErrorType::ConnectNoRoute, "upstream address not resolved")
+        })?;
+        let mut peer = HttpPeer::new(addr, upstream.tls, upstream.sni.clone());
+        let server = &state.config.server;
+        peer.options.connection_timeout = Some(server.upstream_connect_timeout);
+        peer.options.total_connection_timeout = Some(server.upstream_connect_timeout);
+        peer.options.read_timeout = Some(server.upstream_read_timeout);
+        Ok(Box::new(peer))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let (Some(state), Some(route)) = (&ctx.state, &ctx.route) else {
+            return Ok(());
+        };
+        strip_identity_headers(state, upstream);
+        strip_gateway_cookies(state, upstream)?;
+        set_forwarded_headers(state, session, upstream)?;
+        if let Some(uri) = ctx.rewritten_uri.take() {
+            let uri = uri.parse().map_err(|_| {
+                Error::explain(ErrorType::InvalidHTTPHeader, "normalised path is not a URI")
+            })?;
+            upstream.set_uri(uri);
+        }
+        if let Some(claims) = &ctx.claims {
+            for (rule, value) in identity::headers(&route.headers, claims) {
+                upstream.insert_header(rule.display.clone(), value.as_slice())?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        for c in ctx.set_cookies.drain(..) {
+            resp.append_header("set-cookie", c)?;
+        }
+        Ok(())
+    }
+
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
+        let code = match e.etype() {
+            ErrorType::HTTPStatus(code) => *code,
+            _ => match e.esource() {
+                ErrorSource::Upstream => 502,
+                ErrorSource::Downstream => match e.etype() {
+                    ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => 0,
+                    _ => 400,
+                },
+                ErrorSource::Internal | ErrorSource::Unset => 500,
+            },
+        };
+        if code == 502 || code == 504 {
+            let mut reply = respond::upstream_failed();
+            reply.status = code;
+            if let Err(err) = reply.send(session).await {
+                tracing::debug!(error = %err, "could not send the 502 page");
+            }
+        } else if code > 0 {
+            let _ = session.respond_error(code).await;
+        }
+        let _ = ctx;
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        let status = session
+            .response_written()
+            .map(|r| r.status.as_u16())
+            .unwrap_or(0);
+        let route = ctx
+            .route
+            .as_ref()
+            .map(|r| r.name.as_str())
+            .unwrap_or(ctx.label);
+        let elapsed = ctx.started.elapsed();
+        let status_text = status_label(status);
+        self.metrics
+            .requests
+            .with_label_values(&[route, status_text])
+            .inc();
+        self.metrics
+            .request_duration
+            .with_label_values(&[route])
+            .observe(elapsed.as_secs_f64());
+        let req = session.req_header();
+        tracing::info!(
+            target: "access",
+            method = %req.method,
+            path = req.uri.path(),
+            route,
+            status,
+            duration_ms = elapsed.as_secs_f64() * 1000.0,
+            sub = ctx.sub.as_deref().unwrap_or("-"),
+            error = e.map(|e| e.etype().as_str()).unwrap_or(""),
+        );
+    }
+
+    /// Pingora's error lines print this: method and path, never the query (codes, states).
+    fn request_summary(&self, session: &Session, _ctx: &RequestCtx) -> String {
+        let req = session.req_header();
+        format!("{} {}", req.method, req.uri.path())
+    }
+}
+
+impl Gateway {
+    /// Everything before the upstream: `Some(reply)` when the gateway answers itself.
+    async fn route_request(
+        &self,
+        state: &Arc<GatewayState>,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Option<Reply> {
+        let req = session.req_header();
+        if header_bytes(req) > state.config.server.max_request_header_bytes {
+            ctx.label = "gateway";
+            return Some(respond::headers_too_large());
+        }
+        let path = match normalize_path(req.uri.path()) {
+            Ok(p) => p,
+            Err(e) => {
+                ctx.label = "gateway";
+                tracing::debug!(error = %e, "refused request path");
+                return Some(respond::bad_request(&e.to_string()));
+            }
+        };
+        if let Some(endpoint) = endpoints::match_endpoint(state, &path) {
+            ctx.label = "gateway";
+            return Some(endpoints::handle(endpoint, state, &self.metrics, session).await);
+        }
+        let host = request_host(req);
+        let Some(route) = state.routes.match_route(host, &path).cloned() else {
+            ctx.label = "unmatched";
+            return Some(respond::not_found());
+        };
+        let forwarded_path = upstream_path(&route, &path);
+        if forwarded_path != req.uri.path() {
+            ctx.rewritten_uri = Some(match req.uri.query() {
+                Some(q) => format!("{forwarded_path}?{q}"),
+                None => forwarded_path.into_owned(),
+            });
+        }
+        ctx.route = Some(route.clone());
+        if route.auth == AuthMode::Public {
+            return None;
+        }
+        let cfg = &state.config.session;
+        let cookies = RequestCookies::parse(
+            cookie_headers(&req.headers),
+            &cfg.cookie_name,
+            cfg.max_chunks,
+        );
+        let now = now();
+        let provider_name = state.providers[route.provider].name();
+        let found = cookies
+            .session(cfg, &state.codec)
+            .and_then(|s| match s.expired_at(cfg, now) {
+                Some(miss) => Err(miss),
+                None if s.provider != provider_name => Err(Miss::OtherProvider),
+                None => Ok(s),
+            });
+        let mut user = match found {
+            Ok(user) => user,
+            Err(miss) => {
+                if miss != Miss::Absent {
+                    tracing::debug!(reason = %miss, route = %route.name, "no usable session");
+                }
+                let browser = is_browser(&req.headers);
+                let return_to = match req.uri.query() {
+                    Some(q) => format!("{path}?{q}"),
+                    None => path.clone(),
+                };
+                // A stale or broken session cookie is cleared on the way to the login.
+                let stale = if miss == Miss::OtherProvider {
+                    Vec::new()
+                } else {
+                    clear_session(cfg, &cookies)
+                };
+                if browser {
+                    return Some(
+                        endpoints::start_login(
+                            state,
+                            &self.metrics,
+                            route.provider,
+                            return_to,
+                            &cookies,
+                            true,
+                        )
+                        .with_cookies(stale),
+                    );
+                }
+                let origin = req.headers.get("origin").and_then(|o| o.to_str().ok());
+                let cors = origin.filter(|o| {
+                    *o == state.config.server.public_origin
+                        || state.config.server.cors_origins.iter().any(|c| c == o)
+                });
+                return Some(
+                    respond::login_required_api(&login_url(state, &return_to), cors)
+                        .with_cookies(stale),
+                );
+            }
+        };
+        if let Some(unmet) = authz::first_unmet(&route.require, &user.claims) {
+            self.metrics.auth_event(provider_name, AuthEvent::Forbidden);
+            tracing::info!(target: "audit", event = "forbidden", route = %route.name, sub = user.subject(), rule = unmet.path.text(), "forbidden");
+            ctx.sub = Some(user.subject().to_owned());
+            return Some(respond::forbidden(is_browser(&req.headers)));
+        }
+        if user.needs_touch(cfg, now) {
+            user.last_seen = now;
+            match write_session(cfg, &state.codec, &user, &cookies, now) {
+                Ok(set) => ctx.set_cookies = set,
+                Err(e) => tracing::warn!(error = %e, "could not re-seal the session on activity"),
+            }
+        }
+        ctx.sub = Some(user.subject().to_owned());
+        ctx.claims = Some(user.claims);
+        None
+    }
+}
+
+/// Size of the request head as the client sent it (names, values, separators).
+fn header_bytes(req: &RequestHeader) -> usize {
+    let uri = req
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str().len())
+        .unwrap_or(0);
+    req.headers
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum::<usize>()
+        + uri
+}
+
+/// The request's host: `Host` (HTTP/1.1) or the URI authority (HTTP/2).
+fn request_host(req: &RequestHeader) -> Option<&str> {
+    req.headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri.host())
+}
+
+/// Removes every identity header a client sent (configured names and `X-Auth-*`, with `_`
+/// read as `-`).
+fn strip_identity_headers(state: &GatewayState, upstream: &mut RequestHeader) {
+    let doomed: Vec<http::HeaderName> = upstream
+        .headers
+        .keys()
+        .filter(|name| state.must_strip(name.as_str()))
+        .cloned()
+        .collect();
+    for name in doomed {
+        upstream.remove_header(&name);
+    }
+}
+
+/// Removes the gateway's own cookies from `Cookie`, keeping the application's.
+fn strip_gateway_cookies(state: &GatewayState, upstream: &mut RequestHeader) -> Result<()> {
+    let prefix = state.config.session.cookie_name.as_str();
+    let mine = |name: &str| {
+        name.strip_prefix(prefix)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('_'))
+    };
+    let headers: Vec<&[u8]> = cookie_headers(&upstream.headers).collect();
+    let has_mine = headers.iter().any(|h| {
+        std::str::from_utf8(h)
+            .map(|t| {
+                t.split(';')
+                    .any(|c| mine(c.trim().split('=').next().unwrap_or("")))
+            })
+            .unwrap_or(false)
+    });
+    if !has_mine {
+        return Ok(());
+    }
+    let kept: Vec<&str> = headers
+        .iter()
+        .filter_map(|h| std::str::from_utf8(h).ok())
+        .flat_map(|t| t.split(';'))
+        .map(str::trim)
+        .filter(|c| !c.is_empty() && !mine(c.split('=').next().unwrap_or("")))
+        .collect();
+    let joined = kept.join("; ");
+    upstream.remove_header(&http::header::COOKIE);
+    if !joined.is_empty() {
+        upstream.insert_header(http::header::COOKIE, joined)?;
+    }
+    Ok(())
+}
+
+/// `X-Forwarded-*` and `X-Original-URI`: believed only from `server.trusted_proxies`, otherwise
+/// replaced by what the gateway saw.
+fn set_forwarded_headers(
+    state: &GatewayState,
+    session: &Session,
+    upstream: &mut RequestHeader,
+) -> Result<()> {
+    let peer = session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip());
+    let trusted = peer.is_some_and(|ip| {
+        state
+            .config
+            .server
+            .trusted_proxies
+            .iter()
+            .any(|n| n.contains(&ip))
+    });
+    if trusted {
+        if let Some(ip) = peer {
+            let xff = match upstream
+                .headers
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok())
+            {
+                Some(prev) => format!("{prev}, {ip}"),
+                None => ip.to_string(),
+            };
+            upstream.insert_header("X-Forwarded-For", xff)?;
+        }
+        return Ok(());
+    }
+    for name in [
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+        "x-forwarded-uri",
+        "x-original-uri",
+        "x-forwarded-port",
+        "forwarded",
+        "x-real-ip",
+    ] {
+        upstream.remove_header(name);
+    }
+    if let Some(ip) = peer {
+        upstream.insert_header("X-Forwarded-For", ip.to_string())?;
+        upstream.insert_header("X-Real-IP", ip.to_string())?;
+    }
+    let proto = if state.config.server.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    upstream.insert_header("X-Forwarded-Proto", proto)?;
+    if let Some(host) = session
+        .req_header()
+        .headers
+        .get(http::header::HOST)
+        .cloned()
+    {
+        upstream.insert_header("X-Forwarded-Host", host)?;
+    }
+    let uri = session
+        .req_header()
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str().to_owned());
+    if let Some(uri) = uri {
+        upstream.insert_header("X-Forwarded-Uri", uri)?;
+    }
+    Ok(())
+}
+
+/// Status code as a metric label without allocating; rare codes fold into classes.
+fn status_label(status: u16) -> &'static str {
+    match status {
+        200 => "200",
+        201 => "201",
+        202 => "202",
+        204 => "204",
+        206 => "206",
+        301 => "301",
+        302 => "302",
+        303 => "303",
+        304 => "304",
+        307 => "307",
+        308 => "308",
+        400 => "400",
+        401 => "401",
+        403 => "403",
+        404 => "404",
+        405 => "405",
+        431 => "431",
+        500 => "500",
+        501 => "501",
+        502 => "502",
+        503 => "503",
+        504 => "504",
+        0 => "0",
+        s if s < 200 => "1xx",
+        s if s < 300 => "2xx",
+        s if s < 400 => "3xx",
+        s if s < 500 => "4xx",
+        _ => "5xx",
+    }
+}

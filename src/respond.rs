@@ -1,0 +1,226 @@
+//! The one place that turns outcomes into responses: redirects, 401 (HTML for browsers, JSON for
+//! APIs), 403, 404, 400, 431, 502, 503 with Retry-After, and the login-failed page. Every page
+//! escapes what it shows; none echoes provider or client text raw.
+
+use std::borrow::Cow;
+
+use bytes::Bytes;
+use pingora::http::ResponseHeader;
+use pingora::proxy::Session;
+
+use crate::error::{LoginError, LoginFailure};
+
+/// Seconds a client should wait before retrying while the provider is down.
+pub const RETRY_AFTER_SECS: u32 = 10;
+
+/// A response the gateway answers itself.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(Cow<'static, str>, Vec<u8>)>,
+    pub body: Bytes,
+}
+
+impl Reply {
+    fn new(status: u16, content_type: &str, body: impl Into<Bytes>) -> Reply {
+        Reply {
+            status,
+            headers: vec![
+                ("content-type".into(), content_type.as_bytes().to_vec()),
+                ("cache-control".into(), b"no-store".to_vec()),
+            ],
+            body: body.into(),
+        }
+    }
+
+    /// Adds a header.
+    pub fn with(mut self, name: &'static str, value: impl Into<String>) -> Reply {
+        self.headers.push((name.into(), value.into().into_bytes()));
+        self
+    }
+
+    /// Adds `Set-Cookie` headers.
+    pub fn with_cookies(mut self, cookies: impl IntoIterator<Item = String>) -> Reply {
+        self.headers.extend(
+            cookies
+                .into_iter()
+                .map(|c| ("set-cookie".into(), c.into_bytes())),
+        );
+        self
+    }
+
+    /// Writes the reply to the client.
+    pub async fn send(self, session: &mut Session) -> pingora::Result<()> {
+        let mut resp = ResponseHeader::build(self.status, Some(self.headers.len() + 2))?;
+        for (name, value) in self.headers {
+            resp.append_header(name.into_owned(), value.as_slice())?;
+        }
+        resp.insert_header("content-length", self.body.len().to_string())?;
+        let head_only = session.req_header().method == http::Method::HEAD;
+        let empty = self.body.is_empty() || head_only;
+        session.write_response_header(Box::new(resp), empty).await?;
+        if !empty {
+            session.write_response_body(Some(self.body), true).await?;
+        }
+        Ok(())
+    }
+}
+
+/// 302 to `location`.
+pub fn redirect(location: &str) -> Reply {
+    Reply::new(
+        302,
+        "text/html; charset=utf-8",
+        page(
+            "Redirecting",
+            &format!(
+                "<p><a href=\"{}\">Continue</a></p>",
+                html_escape::encode_double_quoted_attribute(location)
+            ),
+        ),
+    )
+    .with("location", location)
+}
+
+/// 401 for an API request without a session: JSON with `login_url`, CORS for allowed origins.
+pub fn login_required_api(login_url: &str, cors_origin: Option<&str>) -> Reply {
+    let body = serde_json::json!({"error": "login_required", "login_url": login_url}).to_string();
+    let mut r = Reply::new(401, "application/json", body).with(
+        "www-authenticate",
+        "Bearer realm=\"oidc-gateway\", error=\"login_required\"",
+    );
+    if let Some(origin) = cors_origin {
+        r = r
+            .with("access-control-allow-origin", origin)
+            .with("access-control-allow-credentials", "true")
+            .with("vary", "Origin");
+    }
+    r
+}
+
+/// 403: signed in, but the route's rules are not met.
+pub fn forbidden(browser: bool) -> Reply {
+    if browser {
+        Reply::new(403, "text/html; charset=utf-8", page(
+            "Access denied",
+            "<p>You are signed in, but your account does not have the role, organisation or activity this application requires.</p>",
+        ))
+    } else {
+        Reply::new(403, "application/json", r#"{"error":"forbidden"}"#)
+    }
+}
+
+/// 404: no route for this host and path.
+pub fn not_found() -> Reply {
+    Reply::new(
+        404,
+        "text/html; charset=utf-8",
+        page(
+            "Not found",
+            "<p>No application is configured at this address.</p>",
+        ),
+    )
+}
+
+/// 400 with a fixed reason.
+pub fn bad_request(reason: &str) -> Reply {
+    Reply::new(
+        400,
+        "text/html; charset=utf-8",
+        page(
+            "Bad request",
+            &format!("<p>{}</p>", html_escape::encode_text(reason)),
+        ),
+    )
+}
+
+/// 431: request headers larger than allowed.
+pub fn headers_too_large() -> Reply {
+    Reply::new(431, "text/html; charset=utf-8", page("Request headers too large", "<p>The request headers are larger than this gateway accepts. Clearing this site's cookies may help.</p>"))
+}
+
+/// 502: the upstream application could not be reached.
+pub fn upstream_failed() -> Reply {
+    Reply::new(502, "text/html; charset=utf-8", page("Application unavailable", "<p>The application behind this gateway is not answering. Please try again shortly.</p>"))
+}
+
+/// 503: the identity provider cannot be reached now.
+pub fn provider_unavailable(browser: bool) -> Reply {
+    let r = if browser {
+        Reply::new(503, "text/html; charset=utf-8", page(
+            "Sign-in temporarily unavailable",
+            "<p>The identity provider cannot be reached right now. Please try again in a moment.</p>",
+        ))
+    } else {
+        Reply::new(
+            503,
+            "application/json",
+            r#"{"error":"provider_unavailable"}"#,
+        )
+    };
+    r.with("retry-after", RETRY_AFTER_SECS.to_string())
+}
+
+/// 501 for back-channel logout with the cookie store.
+pub fn backchannel_unsupported() -> Reply {
+    Reply::new(
+        501,
+        "application/json",
+        r#"{"error":"not_implemented","error_description":"back-channel logout needs server-side sessions (session.store = \"redis\"); with cookie sessions a session cannot be revoked"}"#,
+    )
+}
+
+/// The answer to a failed login: 503 when the provider is down, 500 when the session cannot be
+/// stored, else 401 with a link to start again.
+pub fn login_failed(err: &LoginError, retry_url: &str) -> Reply {
+    match err.failure() {
+        LoginFailure::Unavailable => provider_unavailable(true),
+        LoginFailure::Internal => Reply::new(
+            500,
+            "text/html; charset=utf-8",
+            page(
+                "Sign-in could not be completed",
+                &format!(
+                "<p>The gateway could not store your session ({}). Please tell the operator.</p>",
+                html_escape::encode_text(err.reason())
+            ),
+            ),
+        ),
+        LoginFailure::Rejected => {
+            let detail = match err {
+                LoginError::ProviderError(code) => format!(
+                    " The identity provider answered: <code>{}</code>.",
+                    html_escape::encode_text(code)
+                ),
+                _ => String::new(),
+            };
+            Reply::new(401, "text/html; charset=utf-8", page(
+                "Sign-in failed",
+                &format!(
+                    "<p>Your sign-in could not be completed.{detail}</p><p><a href=\"{}\">Sign in again</a></p>",
+                    html_escape::encode_double_quoted_attribute(retry_url)
+                ),
+            ))
+        }
+    }
+}
+
+/// A JSON document (UserInfo endpoint).
+pub fn json(status: u16, body: String) -> Reply {
+    Reply::new(status, "application/json", body)
+}
+
+/// 202 for forward-auth, with the identity headers.
+pub fn auth_ok(headers: Vec<(String, Vec<u8>)>) -> Reply {
+    let mut r = Reply::new(202, "text/plain; charset=utf-8", Bytes::new());
+    r.headers
+        .extend(headers.into_iter().map(|(n, v)| (Cow::Owned(n), v)));
+    r
+}
+
+fn page(title: &str, body: &str) -> String {
+    format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t}</title></head><body><h1>{t}</h1>{body}</body></html>\n",
+        t = html_escape::encode_text(title)
+    )
+}

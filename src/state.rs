@@ -1,0 +1,149 @@
+//! Everything a request needs, built once from a validated config: the route table, the
+//! providers, the cookie codec and the set of identity header names to strip.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+
+use crate::claims::ClaimPath;
+use crate::config::{Config, RouteConfig};
+use crate::metrics::Metrics;
+use crate::oidc::client_auth::ClientAuthError;
+use crate::oidc::Provider;
+use crate::routing::RouteTable;
+use crate::session::Codec;
+
+/// The gateway's request-time state.
+pub struct GatewayState {
+    pub config: Config,
+    pub routes: RouteTable,
+    /// Parallel to `config.providers`.
+    pub providers: Vec<Arc<Provider>>,
+    pub codec: Codec,
+    /// Lower-case header names, `_` read as `-`, that clients may never send upstream.
+    strip: Vec<String>,
+    /// Per provider: every claim path its routes use (what a session keeps).
+    kept_paths: Vec<Vec<ClaimPath>>,
+    /// Per route (by `RouteConfig::index`): the upstream address, resolved once at start-up so
+    /// that no request waits on DNS.
+    upstreams: Vec<SocketAddr>,
+}
+
+/// Why the state could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error(transparent)]
+    ClientAuth(#[from] ClientAuthError),
+    #[error("route {route}: cannot resolve upstream {address}: {reason}")]
+    Resolve {
+        route: String,
+        address: String,
+        reason: String,
+    },
+}
+
+impl GatewayState {
+    /// Builds the state; fails only when a private key cannot be used.
+    pub fn new(config: Config, metrics: &Metrics) -> Result<GatewayState, StateError> {
+        let providers = config
+            .providers
+            .iter()
+            .map(|p| Provider::new(p.clone(), metrics.clone()).map(Arc::new))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut strip: Vec<String> = Vec::new();
+        let mut kept_paths = vec![Vec::new(); config.providers.len()];
+        for route in &config.routes {
+            for rule in &route.headers {
+                let name = normalize_header_name(rule.name.as_str());
+                if !strip.contains(&name) {
+                    strip.push(name);
+                }
+                kept_paths[route.provider].extend(rule.paths.iter().cloned());
+            }
+            kept_paths[route.provider].extend(route.require.iter().map(|r| r.path.clone()));
+        }
+        let mut upstreams = Vec::with_capacity(config.routes.len());
+        for route in &config.routes {
+            let addr = route
+                .upstream
+                .address
+                .to_socket_addrs()
+                .map_err(|e| e.to_string())
+                .and_then(|mut a| a.next().ok_or_else(|| "no address".to_owned()))
+                .map_err(|reason| StateError::Resolve {
+                    route: route.name.clone(),
+                    address: route.upstream.address.clone(),
+                    reason,
+                })?;
+            upstreams.push(addr);
+        }
+        Ok(GatewayState {
+            upstreams,
+            routes: RouteTable::new(config.routes.clone()),
+            codec: Codec::new(config.session.keys.expose()),
+            providers,
+            strip,
+            kept_paths,
+            config,
+        })
+    }
+
+    /// Whether a client-sent header must be removed before forwarding.
+    pub fn must_strip(&self, name: &str) -> bool {
+        let name = name.as_bytes();
+        (name.len() >= 7 && same_header(&name[..7], b"x-auth-"))
+            || self.strip.iter().any(|s| same_header(name, s.as_bytes()))
+    }
+
+    /// The claim paths a session from provider `index` must keep.
+    pub fn kept_paths(&self, index: usize) -> &[ClaimPath] {
+        &self.kept_paths[index]
+    }
+
+    /// The resolved upstream address of a route.
+    pub fn upstream_addr(&self, route: &RouteConfig) -> Option<SocketAddr> {
+        self.upstreams.get(route.index).copied()
+    }
+
+    /// The provider index of a provider name.
+    pub fn provider_index(&self, name: &str) -> Option<usize> {
+        self.providers.iter().position(|p| p.name() == name)
+    }
+}
+
+/// Lower case, `_` as `-`: how proxies and CGI-style apps may read a header name.
+fn normalize_header_name(name: &str) -> String {
+    name.bytes()
+        .map(|b| {
+            if b == b'_' {
+                '-'
+            } else {
+                char::from(b.to_ascii_lowercase())
+            }
+        })
+        .collect()
+}
+
+/// Header name equality, case-insensitive, with `_` and `-` the same (no allocation).
+fn same_header(a: &[u8], b: &[u8]) -> bool {
+    let norm = |c: u8| {
+        if c == b'_' {
+            b'-'
+        } else {
+            c.to_ascii_lowercase()
+        }
+    };
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| norm(*x) == norm(*y))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn underscores_and_case_do_not_hide_identity_headers() {
+        assert_eq!(normalize_header_name("X_Auth_Sub"), "x-auth-sub");
+        assert_eq!(normalize_header_name("x-AUTH-org"), "x-auth-org");
+        assert!(same_header(b"X_Auth_Sub", b"x-auth-sub"));
+        assert!(!same_header(b"X-Auth-Su", b"x-auth-sub"));
+    }
+}
