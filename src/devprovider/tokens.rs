@@ -1,0 +1,129 @@
+//! Token material of the development provider: the RS256 signing key, JWT signing (and the
+//! deliberately broken variants the misbehaviour switches need), `at_hash`, PKCE S256 and random
+//! opaque tokens.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use rand::rngs::OsRng;
+use rand::RngCore;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::keygen::{self, JwkAlg, KeygenError};
+
+/// An RS256 key the provider signs ID tokens with.
+pub(crate) struct SigningKey {
+    pub kid: String,
+    /// Public JWK as served in the JWKS.
+    pub public_jwk: Value,
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+}
+
+impl SigningKey {
+    /// A fresh RSA 2048 key; its kid is the RFC 7638 thumbprint.
+    pub fn generate() -> Result<SigningKey, KeygenError> {
+        let key = keygen::generate(JwkAlg::RS256)?;
+        let bad = |e: jsonwebtoken::errors::Error| KeygenError::Encode(e.to_string());
+        let encoding = EncodingKey::from_rsa_pem(key.private_pem.as_bytes()).map_err(bad)?;
+        let jwk: jsonwebtoken::jwk::Jwk = serde_json::from_value(key.public_jwk.clone())
+            .map_err(|e| KeygenError::Encode(format!("generated JWK does not parse: {e}")))?;
+        let decoding = DecodingKey::from_jwk(&jwk).map_err(bad)?;
+        Ok(SigningKey {
+            kid: key.kid,
+            public_jwk: key.public_jwk,
+            encoding,
+            decoding,
+        })
+    }
+
+    /// Signs `claims` as an RS256 JWT with this key's kid.
+    pub fn sign(&self, claims: &Value) -> Result<String, jsonwebtoken::errors::Error> {
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid = Some(self.kid.clone());
+        jsonwebtoken::encode(&header, claims, &self.encoding)
+    }
+
+    /// Checks a JWT's signature against this key only (no claim checks: an expired
+    /// `id_token_hint` is still a valid hint).
+    pub fn verify_signature(&self, token: &str) -> Option<Value> {
+        let mut v = Validation::new(Algorithm::RS256);
+        v.validate_exp = false;
+        v.validate_aud = false;
+        v.required_spec_claims.clear();
+        jsonwebtoken::decode::<Value>(token, &self.decoding, &v)
+            .ok()
+            .map(|d| d.claims)
+    }
+}
+
+/// An unsigned JWT (`alg: none`, empty signature), for [`super::Misbehaviour::AlgNone`].
+pub(crate) fn unsigned(claims: &Value) -> String {
+    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
+    let payload = URL_SAFE_NO_PAD.encode(claims.to_string());
+    format!("{header}.{payload}.")
+}
+
+/// The same JWT with one signature bit flipped, for [`super::Misbehaviour::BadSignature`].
+pub(crate) fn flip_signature(token: &str) -> String {
+    let Some((signed, sig)) = token.rsplit_once('.') else {
+        return token.to_owned();
+    };
+    let mut bytes = URL_SAFE_NO_PAD.decode(sig).unwrap_or_default();
+    // Flip a byte in the middle rather than the last one: the last base64 character carries
+    // padding bits, and some decoders ignore those.
+    let mid = bytes.len() / 2;
+    if let Some(b) = bytes.get_mut(mid) {
+        *b ^= 0x01;
+    }
+    format!("{signed}.{}", URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// OIDC `at_hash` for RS256: base64url of the left half of SHA-256 of the access token.
+pub(crate) fn at_hash(access_token: &str) -> String {
+    let digest = Sha256::digest(access_token.as_bytes());
+    URL_SAFE_NO_PAD.encode(&digest[..digest.len() / 2])
+}
+
+/// PKCE S256: base64url(SHA-256(verifier)).
+pub(crate) fn s256(verifier: &str) -> String {
+    URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
+}
+
+/// A random opaque token (codes, access and refresh tokens, login transactions): 32 bytes from
+/// the OS, base64url.
+pub(crate) fn random_token() -> String {
+    let mut bytes = [0u8; 32];
+    OsRng.fill_bytes(&mut bytes);
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pkce_s256_matches_rfc7636_appendix_b() {
+        assert_eq!(
+            s256("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        );
+    }
+
+    #[test]
+    fn at_hash_is_16_bytes() {
+        assert_eq!(URL_SAFE_NO_PAD.decode(at_hash("abc")).unwrap().len(), 16);
+    }
+
+    #[test]
+    fn broken_variants_fail_verification() {
+        let key = SigningKey::generate().unwrap();
+        let claims = serde_json::json!({"sub": "x"});
+        let good = key.sign(&claims).unwrap();
+        assert_eq!(key.verify_signature(&good).unwrap()["sub"], "x");
+        assert!(key.verify_signature(&flip_signature(&good)).is_none());
+        assert!(key.verify_signature(&unsigned(&claims)).is_none());
+        assert!(unsigned(&claims).ends_with('.'));
+    }
+}
