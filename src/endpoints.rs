@@ -229,7 +229,19 @@ async fn callback(state: &Arc<GatewayState>, metrics: &Metrics, session: &mut Se
         refresh_token: result.tokens.refresh_token,
         id_token_hint: keep_hint.then_some(result.id_token),
     };
-    match write_session(cfg, &state.codec, &user, &cookies, now) {
+    let mut user = user;
+    let mut written = write_session(cfg, &state.codec, &user, &cookies, now);
+    if written.is_err() && user.id_token_hint.is_some() {
+        // NHS ID tokens are large: rather than refuse the login, drop the logout hint (logout
+        // then identifies the client by client_id alone, as RP-Initiated Logout allows).
+        tracing::info!(
+            provider = provider.name(),
+            "ID token too large to keep for logout; RP-initiated logout will send client_id only"
+        );
+        user.id_token_hint = None;
+        written = write_session(cfg, &state.codec, &user, &cookies, now);
+    }
+    match written {
         Ok(cookies) => set.extend(cookies),
         Err(too_large) => {
             let e = LoginError::SessionTooLarge(too_large);

@@ -103,11 +103,15 @@ impl Provider {
     /// refreshes both every `jwks_refresh_interval` (keeping the old ones when that fails).
     pub async fn keep_loaded(&self, mut stop: impl FnMut() -> bool) {
         let mut backoff = Duration::from_secs(1);
+        // Loaded at start-up already: the first refresh is due one interval from now.
+        let mut fresh = self.is_ready();
         loop {
             if stop() {
                 return;
             }
-            let wait = if self.is_ready() {
+            let wait = if std::mem::take(&mut fresh) {
+                self.cfg.jwks_refresh_interval
+            } else if self.is_ready() {
                 self.refresh().await;
                 self.cfg.jwks_refresh_interval
             } else {

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Runs every test of oidc-gateway, installing what the tests need when it is missing.
+# Usage: bash tests/run.sh        (from the repository root; CI runs exactly this)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v cmake >/dev/null 2>&1 || need_apt+=(cmake)   # pingora's zlib-ng build
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "== installing ${need_apt[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+echo "== cargo test"
+cargo test --all-targets 2>&1
+
+echo "== oidc-gateway check on every example config"
+export CIS2_CLIENT_ID=example-client
+bin=target/debug/oidc-gateway
+keydir=$(mktemp -d)
+trap 'rm -rf "$keydir"' EXIT
+"$bin" keygen --jwk --alg RS256 --out "$keydir/rp.pem" >/dev/null 2>&1
+export OIDC_GATEWAY_PRIVATE_KEY_FILE="$keydir/rp.pem"
+export GATEWAY_COOKIE_KEY="$("$bin" keygen)"
+export OIDC_CLIENT_SECRET=example-secret
+failed=0
+for f in config/*.toml; do
+  [ "$(basename "$f")" = demo.toml ] && continue
+  if ! "$bin" check --config "$f"; then failed=1; fi
+done
+if [ $failed -ne 0 ]; then
+  echo "1 passed, 1 failed: an example config does not pass oidc-gateway check"
+  exit 1
+fi
