@@ -1,7 +1,15 @@
 //! Logging to stderr with `tracing`: human-readable text or JSON lines, filtered by `RUST_LOG`.
 //! Pingora's `log` records arrive through the subscriber's `tracing-log` bridge.
+//!
+//! Whatever `RUST_LOG` says, the HTTP libraries underneath never log below INFO: at DEBUG and
+//! TRACE pingora prints whole request headers (cookies) and the HTTP clients print token
+//! requests, and the contract is that no token, code, cookie or secret is logged at any level.
 
-use tracing_subscriber::EnvFilter;
+use tracing::Level;
+use tracing_subscriber::filter::{filter_fn, EnvFilter};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::Layer;
 
 /// The log line format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -10,14 +18,49 @@ pub enum LogFormat {
     Json,
 }
 
+/// Targets (prefixes) whose DEBUG/TRACE output can carry secrets.
+const CAPPED_AT_INFO: &[&str] = &[
+    "pingora",
+    "hyper",
+    "h2",
+    "reqwest",
+    "rustls",
+    "tokio_rustls",
+    "tower",
+    "axum",
+];
+
+/// Whether an event may be logged at all (the ceiling for chatty libraries).
+pub fn allowed(target: &str, level: &Level) -> bool {
+    *level <= Level::INFO || !CAPPED_AT_INFO.iter().any(|p| target.starts_with(p))
+}
+
 /// Installs the global subscriber (once; later calls are ignored).
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    let env = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let ceiling = filter_fn(|m| allowed(m.target(), m.level()));
+    let base = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let layer = match format {
+        LogFormat::Text => base.with_filter(env).with_filter(ceiling).boxed(),
+        LogFormat::Json => base
+            .json()
+            .flatten_event(true)
+            .with_filter(env)
+            .with_filter(ceiling)
+            .boxed(),
     };
+    let _ = tracing_subscriber::registry().with(layer).try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn library_debug_and_trace_are_never_logged() {
+        assert!(!allowed("pingora_proxy", &Level::TRACE));
+        assert!(!allowed("hyper_util::client", &Level::DEBUG));
+        assert!(allowed("pingora_core::server", &Level::INFO));
+        assert!(allowed("oidc_gateway::proxy", &Level::TRACE));
+    }
 }

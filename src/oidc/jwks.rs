@@ -25,8 +25,8 @@ pub enum JwksError {
 pub struct JwksCache {
     cache: Cache<(), Arc<CoreJsonWebKeySet>>,
     started: Instant,
-    /// Milliseconds since `started` of the last fetch (0: never).
-    last_fetch_ms: AtomicU64,
+    /// Milliseconds since `started` of the last unknown-kid refetch (0: never).
+    last_refetch_ms: AtomicU64,
     min_refetch: Duration,
     provider: String,
     metrics: Metrics,
@@ -43,7 +43,7 @@ impl JwksCache {
         JwksCache {
             cache: Cache::builder().max_capacity(1).time_to_live(ttl).build(),
             started: Instant::now(),
-            last_fetch_ms: AtomicU64::new(0),
+            last_refetch_ms: AtomicU64::new(0),
             min_refetch,
             provider: provider.to_owned(),
             metrics,
@@ -82,14 +82,14 @@ impl JwksCache {
         uri: &str,
     ) -> Option<Result<Arc<CoreJsonWebKeySet>, JwksError>> {
         let now = self.elapsed_ms();
-        let last = self.last_fetch_ms.load(Ordering::Acquire);
+        let last = self.last_refetch_ms.load(Ordering::Acquire);
         let min = u64::try_from(self.min_refetch.as_millis()).unwrap_or(u64::MAX);
         if last != 0 && now.saturating_sub(last) < min {
             return None;
         }
         // Only one caller wins the slot; the others wait on the same coalesced load.
         if self
-            .last_fetch_ms
+            .last_refetch_ms
             .compare_exchange(last, now.max(1), Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
         {
@@ -109,8 +109,6 @@ impl JwksCache {
         http: &ProviderHttp,
         uri: &str,
     ) -> Result<Arc<CoreJsonWebKeySet>, JwksError> {
-        self.last_fetch_ms
-            .store(self.elapsed_ms(), Ordering::Release);
         let result = match http.get(Endpoint::Jwks, uri, None).await {
             Ok(body) => serde_json::from_slice::<CoreJsonWebKeySet>(&body)
                 .map_err(|e| JwksError::Invalid(e.to_string()))

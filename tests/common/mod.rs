@@ -113,6 +113,8 @@ pub struct Env {
 /// The gateway process.
 pub struct Gateway {
     pub child: Child,
+    /// The config directory of gateways that own one.
+    pub dir: Option<tempfile::TempDir>,
     pub base: String,
     pub admin: String,
     pub log: PathBuf,
@@ -358,6 +360,7 @@ pub fn spawn_gateway(
         .expect("spawn oidc-gateway");
     let gw = Gateway {
         child,
+        dir: None,
         base: format!("http://127.0.0.1:{port}"),
         admin: format!("http://127.0.0.1:{admin_port}"),
         log,
