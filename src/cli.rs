@@ -84,7 +84,9 @@ pub fn main(cli: Cli) -> ExitCode {
 fn load(path: &Path) -> Result<Config, ExitCode> {
     Config::load(path).map_err(|problems| {
         eprintln!("{}: {} problem(s):", path.display(), problems.0.len());
-        for p in &problems.0 {
+        let mut sorted: Vec<_> = problems.0.iter().collect();
+        sorted.sort_by_key(|p| (p.line.unwrap_or(usize::MAX), p.key.clone()));
+        for p in sorted {
             eprintln!("  error: {p}");
         }
         ExitCode::FAILURE
@@ -257,13 +259,14 @@ fn demo(port: u16) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    println!();
-    println!("  oidc-gateway demo");
-    println!("  open            {public_url}/            (sign in as one of the built-in NHS CIS2-style users)");
-    println!("  public route    {public_url}/public/     (no sign-in)");
-    println!("  provider        {issuer}");
-    println!("  metrics         http://127.0.0.1:{admin_port}/metrics");
-    println!("  stop with Ctrl-C");
-    println!();
+    // A closed stdout (piped into something that went away) must not stop the demo.
+    let banner = format!(
+        "\n  oidc-gateway demo\n  open            {public_url}/            (sign in as alice, bob, jose or big)\n  public route    {public_url}/public/     (no sign-in)\n  rule route      {public_url}/ra/         (requires activity B0008: alice yes, bob no)\n  provider        {issuer}\n  metrics         http://127.0.0.1:{admin_port}/metrics\n  stop with Ctrl-C\n\n"
+    );
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout();
+        let _ = out.write_all(banner.as_bytes()).and_then(|()| out.flush());
+    }
     start(config)
 }

@@ -529,7 +529,10 @@ impl Browser {
             req = req.header("sec-fetch-mode", "navigate");
         }
         // Cookies go only to the gateway (the provider keeps no cookies of interest here).
-        if !has_cookie && !self.cookies.is_empty() && url.contains("127.0.0.1") {
+        if !has_cookie
+            && !self.cookies.is_empty()
+            && (url.contains("127.0.0.1") || url.contains("localhost"))
+        {
             req = req.header("cookie", self.cookie_header());
         }
         let resp = req
