@@ -108,7 +108,7 @@ pub fn start_login(
         pkce_verifier: random_token(),
         return_to,
         provider: p.name().to_owned(),
-        created: now(),
+        created_ms: crate::session::now_ms(),
     };
     let location = p.authorization_url(
         &discovered,
@@ -122,7 +122,7 @@ pub fn start_login(
         &state.codec,
         &login,
         cookies,
-        login.created,
+        login.created_ms,
     );
     metrics.auth_event(p.name(), AuthEvent::LoginStarted);
     respond::redirect(&location).with_cookies(set)
@@ -166,7 +166,8 @@ async fn callback(state: &Arc<GatewayState>, metrics: &Metrics, session: &mut Se
     let now = now();
 
     let found = match &state_param {
-        Some(s) => login_state::find(cfg, &state.codec, &cookies, s, now).map_err(LoginError::from),
+        Some(s) => login_state::find(cfg, &state.codec, &cookies, s, crate::session::now_ms())
+            .map_err(LoginError::from),
         None => Err(LoginError::BadCallback),
     };
     // The login cookie is single-use: delete it whatever happens next.

@@ -35,11 +35,22 @@ pub fn allowed(target: &str, level: &Level) -> bool {
     *level <= Level::INFO || !CAPPED_AT_INFO.iter().any(|p| target.starts_with(p))
 }
 
+/// Keeps the log writer's worker alive for the life of the process.
+static WRITER_GUARD: std::sync::OnceLock<tracing_appender::non_blocking::WorkerGuard> =
+    std::sync::OnceLock::new();
+
 /// Installs the global subscriber (once; later calls are ignored).
+///
+/// Lines go through a non-blocking writer: a slow stderr (journald under load) must not stall
+/// the proxy's worker threads, which write an access line per request.
 pub fn init(format: LogFormat) {
     let env = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let ceiling = filter_fn(|m| allowed(m.target(), m.level()));
-    let base = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
+    if WRITER_GUARD.set(guard).is_err() {
+        return;
+    }
+    let base = tracing_subscriber::fmt::layer().with_writer(writer);
     let layer = match format {
         LogFormat::Text => base.with_filter(env).with_filter(ceiling).boxed(),
         LogFormat::Json => base

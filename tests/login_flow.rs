@@ -233,10 +233,6 @@ async fn login_state_cookies_are_capped_at_five_per_browser() {
         if i == 0 {
             first = Some(r);
         }
-        // Login cookies are ordered by creation second; give each tab its own second at the edge.
-        if i == 4 {
-            tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-        }
     }
     assert_eq!(
         b.cookies.keys().filter(|k| k.contains("_login_")).count(),

@@ -28,8 +28,9 @@ pub struct LoginState {
     pub return_to: String,
     #[serde(rename = "p")]
     pub provider: String,
+    /// Unix milliseconds: orders logins started within the same second.
     #[serde(rename = "c")]
-    pub created: u64,
+    pub created_ms: u64,
 }
 
 impl std::fmt::Debug for LoginState {
@@ -58,14 +59,14 @@ pub fn start(
     codec: &Codec,
     login: &LoginState,
     cookies: &RequestCookies<'_>,
-    now: u64,
+    now_ms: u64,
 ) -> Vec<String> {
     let mut out = Vec::new();
     let mut alive: Vec<(u64, &str)> = Vec::new();
     for (name, value) in &cookies.login {
         match open(codec, name, value) {
-            Some(s) if now < s.created.saturating_add(LOGIN_STATE_TTL_SECS) => {
-                alive.push((s.created, name))
+            Some(s) if now_ms < s.created_ms.saturating_add(LOGIN_STATE_TTL_SECS * 1000) => {
+                alive.push((s.created_ms, name))
             }
             _ => out.push(delete_cookie(cfg, (*name).to_owned())),
         }
@@ -90,7 +91,7 @@ pub fn find(
     codec: &Codec,
     cookies: &RequestCookies<'_>,
     state: &str,
-    now: u64,
+    now_ms: u64,
 ) -> Result<LoginState, LoginStateError> {
     let name = cookie_name(cfg, state);
     let (_, value) = cookies
@@ -102,7 +103,7 @@ pub fn find(
     if !constant_time_eq(login.state.as_bytes(), state.as_bytes()) {
         return Err(LoginStateError::Invalid);
     }
-    if now >= login.created.saturating_add(LOGIN_STATE_TTL_SECS) {
+    if now_ms >= login.created_ms.saturating_add(LOGIN_STATE_TTL_SECS * 1000) {
         return Err(LoginStateError::Expired);
     }
     Ok(login)
@@ -149,14 +150,14 @@ mod tests {
         }
     }
 
-    fn login(state: &str, created: u64) -> LoginState {
+    fn login(state: &str, created_ms: u64) -> LoginState {
         LoginState {
             state: state.into(),
             nonce: "n".into(),
             pkce_verifier: "v".into(),
             return_to: "/app".into(),
             provider: "dev".into(),
-            created,
+            created_ms,
         }
     }
 
@@ -191,7 +192,7 @@ mod tests {
             Err(LoginStateError::Missing)
         );
         assert_eq!(
-            find(&cfg, &codec, &cookies, "abc", 10 + 600),
+            find(&cfg, &codec, &cookies, "abc", 10 + 600_000),
             Err(LoginStateError::Expired)
         );
     }

@@ -129,9 +129,19 @@ impl Drop for Gateway {
 }
 
 impl Gateway {
-    /// Everything the gateway logged so far.
+    /// Everything the gateway logged so far. Lines are written by a background writer, so
+    /// wait until the file stops growing.
     pub fn logs(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        let mut last = String::new();
+        for _ in 0..20 {
+            std::thread::sleep(Duration::from_millis(100));
+            let now = std::fs::read_to_string(&self.log).unwrap_or_default();
+            if now.len() == last.len() && !now.is_empty() {
+                return now;
+            }
+            last = now;
+        }
+        last
     }
 }
 
