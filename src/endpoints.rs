@@ -16,7 +16,7 @@ use crate::respond::{self, Reply};
 use crate::routing::normalize_path;
 use crate::session::cookies::{clear_session, delete_cookie, write_session};
 use crate::session::login_state::{self, LoginState};
-use crate::session::{now, RequestCookies, Session as UserSession};
+use crate::session::{now, now_ms, RequestCookies, Session as UserSession};
 use crate::state::GatewayState;
 
 /// A gateway endpoint.
@@ -108,7 +108,7 @@ pub fn start_login(
         pkce_verifier: random_token(),
         return_to,
         provider: p.name().to_owned(),
-        created_ms: crate::session::now_ms(),
+        created_ms: now_ms(),
     };
     let location = p.authorization_url(
         &discovered,
@@ -163,11 +163,11 @@ async fn callback(state: &Arc<GatewayState>, metrics: &Metrics, session: &mut Se
     let param = |name| query_param(query.as_deref(), name);
     let state_param = param("state");
     let retry = login_url(state, "/");
-    let now = now();
 
     let found = match &state_param {
-        Some(s) => login_state::find(cfg, &state.codec, &cookies, s, crate::session::now_ms())
-            .map_err(LoginError::from),
+        Some(s) => {
+            login_state::find(cfg, &state.codec, &cookies, s, now_ms()).map_err(LoginError::from)
+        }
         None => Err(LoginError::BadCallback),
     };
     // The login cookie is single-use: delete it whatever happens next.
