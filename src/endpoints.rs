@@ -226,7 +226,7 @@ async fn callback(state: &Arc<GatewayState>, metrics: &Metrics, session: &mut Se
         created: now,
         last_seen: now,
         expires: now.saturating_add(cfg.max_lifetime.as_secs()),
-        tokens_expire: result.tokens.expires_in.map(|s| now.saturating_add(s)),
+        tokens_expire: crate::refresh::tokens_expire(&result.tokens, Some(&result.claims), now),
         refresh_token: result.tokens.refresh_token,
         id_token_hint: keep_hint.then_some(result.id_token),
     };

@@ -20,6 +20,7 @@ pub mod keygen;
 pub mod metrics;
 pub mod oidc;
 pub mod proxy;
+pub mod refresh;
 pub mod request;
 pub mod respond;
 pub mod routing;

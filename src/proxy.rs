@@ -22,6 +22,7 @@ use crate::config::{AuthMode, RouteConfig};
 use crate::endpoints::{self, login_url};
 use crate::identity;
 use crate::metrics::{AuthEvent, Metrics};
+use crate::refresh::{self, RefreshError, Refresher};
 use crate::request::{cookie_headers, is_browser};
 use crate::respond::{self, Reply};
 use crate::routing::{normalize_path, upstream_path};
@@ -33,12 +34,18 @@ use crate::state::GatewayState;
 pub struct Gateway {
     state: Arc<ArcSwap<GatewayState>>,
     metrics: Metrics,
+    /// Outlives configuration swaps, so a refresh in flight is still shared.
+    refresher: Refresher,
 }
 
 impl Gateway {
     /// A proxy over shared, swappable state.
     pub fn new(state: Arc<ArcSwap<GatewayState>>, metrics: Metrics) -> Gateway {
-        Gateway { state, metrics }
+        Gateway {
+            state,
+            metrics,
+            refresher: Refresher::new(),
+        }
     }
 }
 
@@ -282,57 +289,103 @@ impl Gateway {
                 if miss != Miss::Absent {
                     tracing::debug!(reason = %miss, route = %route.name, "no usable session");
                 }
-                let browser = is_browser(&req.headers);
-                let return_to = match req.uri.query() {
-                    Some(q) => format!("{path}?{q}"),
-                    None => path.clone(),
-                };
                 // A stale or broken session cookie is cleared on the way to the login.
                 let stale = if miss == Miss::OtherProvider {
                     Vec::new()
                 } else {
                     clear_session(cfg, &cookies)
                 };
-                if browser {
-                    return Some(
-                        endpoints::start_login(
-                            state,
-                            &self.metrics,
-                            route.provider,
-                            return_to,
-                            &cookies,
-                            true,
-                        )
-                        .with_cookies(stale),
-                    );
-                }
-                let origin = req.headers.get("origin").and_then(|o| o.to_str().ok());
-                let cors = origin.filter(|o| {
-                    *o == state.config.server.public_origin
-                        || state.config.server.cors_origins.iter().any(|c| c == o)
-                });
-                return Some(
-                    respond::login_required_api(&login_url(state, &return_to), cors)
-                        .with_cookies(stale),
-                );
+                return Some(self.login_required(state, session, &route, &path, &cookies, stale));
             }
         };
+        let mut reseal = user.needs_touch(cfg, now);
+        if refresh::is_due(&user, now) {
+            let provider = &state.providers[route.provider];
+            let kept = state.kept_paths(route.provider);
+            match self
+                .refresher
+                .refresh(provider, kept, &user, &self.metrics, now)
+                .await
+            {
+                Ok(fresh) => {
+                    user = fresh;
+                    reseal = true;
+                }
+                // Fail closed: the provider's tokens have expired and it cannot confirm the
+                // user now, so this request waits; the cookie stays for when it is back.
+                Err(RefreshError::Unavailable) => {
+                    return Some(respond::provider_unavailable(is_browser(&req.headers)));
+                }
+                Err(RefreshError::Rejected(_)) => {
+                    let stale = clear_session(cfg, &cookies);
+                    return Some(
+                        self.login_required(state, session, &route, &path, &cookies, stale),
+                    );
+                }
+            }
+        }
         if let Some(unmet) = authz::first_unmet(&route.require, &user.claims) {
             self.metrics.auth_event(provider_name, AuthEvent::Forbidden);
             tracing::info!(target: "audit", event = "forbidden", route = %route.name, sub = user.subject(), rule = unmet.path.text(), "forbidden");
             ctx.sub = Some(user.subject().to_owned());
             return Some(respond::forbidden(is_browser(&req.headers)));
         }
-        if user.needs_touch(cfg, now) {
+        if reseal {
             user.last_seen = now;
             match write_session(cfg, &state.codec, &user, &cookies, now) {
                 Ok(set) => ctx.set_cookies = set,
-                Err(e) => tracing::warn!(error = %e, "could not re-seal the session on activity"),
+                Err(e) if user.id_token_hint.is_some() => {
+                    // As at login: rather than lose the session, drop the logout hint.
+                    tracing::debug!(error = %e, "session too large with the logout hint; dropping it");
+                    user.id_token_hint = None;
+                    match write_session(cfg, &state.codec, &user, &cookies, now) {
+                        Ok(set) => ctx.set_cookies = set,
+                        Err(e) => tracing::warn!(error = %e, "could not re-seal the session"),
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "could not re-seal the session"),
             }
         }
         ctx.sub = Some(user.subject().to_owned());
         ctx.claims = Some(user.claims);
         None
+    }
+}
+
+impl Gateway {
+    /// No usable session on a route that requires one: a browser is sent to log in, an API
+    /// client gets 401 (with CORS for allowed origins). `stale` clears cookies on the way.
+    fn login_required(
+        &self,
+        state: &GatewayState,
+        session: &Session,
+        route: &RouteConfig,
+        path: &str,
+        cookies: &RequestCookies<'_>,
+        stale: Vec<String>,
+    ) -> Reply {
+        let req = session.req_header();
+        let return_to = match req.uri.query() {
+            Some(q) => format!("{path}?{q}"),
+            None => path.to_owned(),
+        };
+        if is_browser(&req.headers) {
+            return endpoints::start_login(
+                state,
+                &self.metrics,
+                route.provider,
+                return_to,
+                cookies,
+                true,
+            )
+            .with_cookies(stale);
+        }
+        let origin = req.headers.get("origin").and_then(|o| o.to_str().ok());
+        let cors = origin.filter(|o| {
+            *o == state.config.server.public_origin
+                || state.config.server.cors_origins.iter().any(|c| c == o)
+        });
+        respond::login_required_api(&login_url(state, &return_to), cors).with_cookies(stale)
     }
 }
 

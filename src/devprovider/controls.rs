@@ -97,6 +97,7 @@ pub struct Controls {
     jwks_fetches: AtomicUsize,
     discovery_fetches: AtomicUsize,
     userinfo_calls: AtomicUsize,
+    userinfo_extra: Mutex<serde_json::Map<String, serde_json::Value>>,
     token_requests: Mutex<Vec<TokenRequestRecord>>,
     end_session_calls: Mutex<Vec<HashMap<String, String>>>,
 }
@@ -121,6 +122,7 @@ impl Controls {
             jwks_fetches: AtomicUsize::new(0),
             discovery_fetches: AtomicUsize::new(0),
             userinfo_calls: AtomicUsize::new(0),
+            userinfo_extra: Mutex::new(serde_json::Map::new()),
             token_requests: Mutex::new(Vec::new()),
             end_session_calls: Mutex::new(Vec::new()),
         }
@@ -164,6 +166,12 @@ impl Controls {
         self.expires_in_millis.store(on, Ordering::Relaxed);
     }
 
+    /// Claims that UserInfo answers with over the user's own (a profile that changed since the
+    /// login, or a provider whose UserInfo disagrees with its ID token). Empty to turn off.
+    pub fn set_userinfo_extra(&self, claims: serde_json::Map<String, serde_json::Value>) {
+        *lock(&self.userinfo_extra) = claims;
+    }
+
     /// Requests that reached the JWKS endpoint (including those answered 503).
     pub fn jwks_fetches(&self) -> usize {
         self.jwks_fetches.load(Ordering::Relaxed)
@@ -194,6 +202,7 @@ impl Controls {
         self.set_misbehaviour(None);
         self.set_delay(Duration::ZERO);
         self.set_expires_in_millis(false);
+        self.set_userinfo_extra(serde_json::Map::new());
         self.jwks_fetches.store(0, Ordering::Relaxed);
         self.discovery_fetches.store(0, Ordering::Relaxed);
         self.userinfo_calls.store(0, Ordering::Relaxed);
@@ -242,6 +251,10 @@ impl Controls {
 
     pub(crate) fn expires_in_millis(&self) -> bool {
         self.expires_in_millis.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn userinfo_extra(&self) -> serde_json::Map<String, serde_json::Value> {
+        lock(&self.userinfo_extra).clone()
     }
 
     pub(crate) fn count_jwks_fetch(&self) {

@@ -126,6 +126,7 @@ pub(crate) async fn userinfo(State(p): State<Arc<Provider>>, headers: HeaderMap)
         .into_response();
     };
     let mut claims = user.claims.clone();
+    claims.extend(p.controls.userinfo_extra());
     if p.controls.misbehaviour() == Some(Misbehaviour::UserinfoSubMismatch) {
         claims.insert("sub".into(), json!("somebody-else"));
     }

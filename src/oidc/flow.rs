@@ -64,6 +64,16 @@ pub struct LoginResult {
     pub id_token: String,
 }
 
+/// What a successful refresh yields.
+pub struct Refreshed {
+    /// The new ID token's claims (or, without one, the session's), merged with UserInfo when
+    /// configured.
+    pub claims: Claims,
+    /// The new ID token, when the provider sent one.
+    pub id_token: Option<String>,
+    pub tokens: Tokens,
+}
+
 impl Provider {
     /// The URL that starts a login at the provider.
     pub fn authorization_url(
@@ -128,6 +138,50 @@ impl Provider {
             claims,
             tokens,
             id_token,
+        })
+    }
+
+    /// Uses a refresh token (`grant_type=refresh_token`, same client authentication as the
+    /// login). A returned ID token is validated like at login, except that it carries no nonce
+    /// (OIDC Core §12.2), and must name the same `sub`. `base` is what the claims start from when
+    /// no ID token comes back: the session's kept claims. UserInfo is merged when configured.
+    pub async fn refresh_tokens(
+        &self,
+        refresh_token: &str,
+        base: &Claims,
+    ) -> Result<Refreshed, LoginError> {
+        let d = self
+            .discovered()
+            .ok_or_else(|| LoginError::NotReady(self.name().to_owned()))?;
+        let form = [
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token),
+        ];
+        let tokens = self.token_request(&d, &form).await?;
+        let (mut claims, id_token) = match &tokens.id_token {
+            Some(raw) => {
+                let claims = self
+                    .verify(&d, raw, None, Some(&tokens.access_token))
+                    .await?;
+                if claims.get("sub") != base.get("sub") {
+                    return Err(IdTokenError::Invalid(
+                        "refreshed ID token names another subject".into(),
+                    )
+                    .into());
+                }
+                (claims, Some(raw.clone()))
+            }
+            None => (base.clone(), None),
+        };
+        if self.cfg.userinfo {
+            let userinfo = self.userinfo(&d, &tokens.access_token).await?;
+            merge_userinfo(&mut claims, userinfo)
+                .map_err(|e| LoginError::UserInfo(e.to_string()))?;
+        }
+        Ok(Refreshed {
+            claims,
+            id_token,
+            tokens,
         })
     }
 

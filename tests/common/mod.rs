@@ -50,6 +50,7 @@ pub struct Options {
     pub keys: Vec<String>,
     pub issuer_path: String,
     pub id_token_lifetime: Duration,
+    pub access_token_lifetime: Duration,
     /// Start the provider (false: the gateway starts with its provider down).
     pub start_provider: bool,
 }
@@ -93,6 +94,7 @@ impl Default for Options {
             keys: vec![oidc_gateway::keygen::cookie_key()],
             issuer_path: String::new(),
             id_token_lifetime: Duration::from_secs(300),
+            access_token_lifetime: Duration::from_secs(300),
             start_provider: true,
         }
     }
@@ -188,6 +190,7 @@ impl Env {
                 .with_post_logout_redirect_uri(format!("{public}/"))
                 .with_post_logout_redirect_uri(format!("{public}/bye"))],
             id_token_lifetime: opts.id_token_lifetime,
+            access_token_lifetime: opts.access_token_lifetime,
             ..DevProviderOptions::default()
         };
         let provider = if opts.start_provider {
