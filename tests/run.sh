@@ -6,11 +6,20 @@ cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v cmake >/dev/null 2>&1 || need_apt+=(cmake)   # pingora's zlib-ng build
+# The browser test (tests/oidc_provider.rs) drives Debian's Chromium with playwright-core.
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
+[ -x /usr/bin/chromedriver ] || need_apt+=(chromium-driver)
+command -v node >/dev/null 2>&1 || need_apt+=(nodejs npm)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "== installing ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+# The certified OpenID Provider (oidc-provider) and playwright-core, from the lock file.
+if [ ! -d tests/interop/op/node_modules ]; then
+  echo "== npm ci in tests/interop/op"
+  (cd tests/interop/op && npm ci --no-audit --no-fund)
 fi
 
 echo "== cargo test"
