@@ -191,7 +191,6 @@ impl Env {
                 .with_post_logout_redirect_uri(format!("{public}/bye"))],
             id_token_lifetime: opts.id_token_lifetime,
             access_token_lifetime: opts.access_token_lifetime,
-            ..DevProviderOptions::default()
         };
         let provider = if opts.start_provider {
             Some(
