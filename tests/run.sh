@@ -27,7 +27,7 @@ cargo test --all-targets 2>&1
 
 echo "== oidc-gateway check on every example config"
 export CIS2_CLIENT_ID=example-client
-bin=target/debug/oidc-gateway
+bin="${CARGO_TARGET_DIR:-target}/debug/oidc-gateway"   # where cargo test built it
 keydir=$(mktemp -d)
 trap 'rm -rf "$keydir"' EXIT
 "$bin" keygen --jwk --alg RS256 --out "$keydir/rp.pem" >/dev/null 2>&1
