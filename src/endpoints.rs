@@ -187,6 +187,17 @@ async fn callback(state: &Arc<GatewayState>, metrics: &Metrics, session: &mut Se
         return fail(metrics, &login.provider, &LoginError::BadCallback, &retry).with_cookies(set);
     };
     let provider = &state.providers[index];
+    // RFC 9207: an `iss` in the authorization response must name this login's provider, which
+    // defeats mix-up attacks when several providers are configured.
+    if param("iss").is_some_and(|iss| iss != provider.cfg.issuer) {
+        return fail(
+            metrics,
+            provider.name(),
+            &LoginError::IssuerMismatch,
+            &retry,
+        )
+        .with_cookies(set);
+    }
     if let Some(error) = param("error") {
         let code: String = error
             .chars()

@@ -16,6 +16,8 @@ pub enum LoginError {
     State(#[from] LoginStateError),
     #[error("callback without code or state")]
     BadCallback,
+    #[error("authorization response names another issuer (RFC 9207 iss)")]
+    IssuerMismatch,
     #[error("provider answered with error {0:?}")]
     ProviderError(String),
     #[error("token response is invalid: {0}")]
@@ -58,6 +60,7 @@ impl LoginError {
             LoginError::Unavailable(_) => "provider_unavailable",
             LoginError::State(_) => "invalid_state",
             LoginError::BadCallback => "bad_callback",
+            LoginError::IssuerMismatch => "issuer_mismatch",
             LoginError::ProviderError(_) => "provider_error",
             LoginError::TokenResponse(_) => "invalid_token_response",
             LoginError::IdToken(_) => "invalid_id_token",

@@ -202,3 +202,28 @@ async fn userinfo_for_another_subject_fails_the_login() {
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     assert!(env.gateway.logs().contains("UserInfo sub differs"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_authorization_response_naming_another_issuer_is_refused() {
+    let env = Env::start().await;
+    for (iss, ok) in [
+        ("https://evil.example", false),
+        (env.provider().issuer.as_str(), true),
+    ] {
+        let mut b = Browser::new();
+        let first = b.get(&env.url("/app")).await;
+        let at_provider = b
+            .get(&format!("{}&login_hint=alice", first.location()))
+            .await;
+        let encoded: String = url::form_urlencoded::byte_serialize(iss.as_bytes()).collect();
+        let r = b
+            .get(&format!("{}&iss={encoded}", at_provider.location()))
+            .await;
+        let want = if ok {
+            StatusCode::FOUND
+        } else {
+            StatusCode::UNAUTHORIZED
+        };
+        assert_eq!(r.status, want, "iss {iss}: {}", r.body);
+    }
+}
