@@ -53,6 +53,8 @@ pub struct ServerConfig {
     pub threads: usize,
     pub upstream_connect_timeout: Duration,
     pub upstream_read_timeout: Duration,
+    /// Signs `X-Auth-Assertion` on routes with `assertion = true`; served at `/oauth2/jwks.json`.
+    pub assertion_key: Option<PrivateKey>,
 }
 
 /// Certificate and key for TLS on the proxy listener.
@@ -107,7 +109,7 @@ pub enum ClientAuth {
     PrivateKeyJwt(PrivateKey),
 }
 
-/// A private key for `private_key_jwt`, loaded and checked at start-up.
+/// A private signing key (`private_key_jwt`, identity assertions), loaded and checked at start-up.
 #[derive(Debug, Clone)]
 pub struct PrivateKey {
     pub pem: Secret<String>,
@@ -144,6 +146,8 @@ pub struct ProviderConfig {
     pub jwks_refresh_interval: Duration,
     pub allow_insecure_http: bool,
     pub extra_auth_params: Vec<(String, String)>,
+    /// The `aud` that access tokens sent as `Authorization: Bearer` must carry (bearer routes).
+    pub audience: Option<String>,
 }
 
 /// `auth` of a route.
@@ -200,6 +204,10 @@ pub struct RouteConfig {
     pub strip_prefix: bool,
     pub headers: Vec<HeaderRule>,
     pub require: Vec<Requirement>,
+    /// Accept `Authorization: Bearer <JWT>` access tokens of the route's provider.
+    pub bearer: bool,
+    /// Send `X-Auth-Assertion`, a short-lived JWT the gateway signs, to the upstream.
+    pub assertion: bool,
 }
 
 impl Config {

@@ -37,6 +37,8 @@ pub struct RawServer {
     pub threads: Option<i64>,
     pub upstream_connect_timeout: Option<String>,
     pub upstream_read_timeout: Option<String>,
+    pub assertion_key_file: Option<String>,
+    pub assertion_key_alg: Option<String>,
 }
 
 /// `[admin]`
@@ -84,6 +86,7 @@ pub struct RawProvider {
     pub jwks_refresh_interval: Option<String>,
     pub allow_insecure_http: Option<bool>,
     pub extra_auth_params: Option<BTreeMap<String, String>>,
+    pub audience: Option<String>,
 }
 
 /// `[[route]]`
@@ -99,6 +102,8 @@ pub struct RawRoute {
     pub allow_insecure_http: Option<bool>,
     pub headers: Option<BTreeMap<String, OneOrMany>>,
     pub require: Option<BTreeMap<String, OneOrMany>>,
+    pub bearer: Option<bool>,
+    pub assertion: Option<bool>,
 }
 
 /// A claim path or a list of them; a required value or a list of them.

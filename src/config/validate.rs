@@ -374,6 +374,7 @@ impl Validator<'_> {
             .map(|(i, r)| self.route(i, r, &names))
             .collect();
         self.check_route_overlap(&routes);
+        self.check_route_needs(&raw);
         let server = server?;
         let session = session?;
         let providers = providers
@@ -518,6 +519,7 @@ impl Validator<'_> {
             &s.upstream_read_timeout,
             Duration::from_secs(60),
         );
+        let assertion_key = self.assertion_key(s);
         let public_url = public_url?;
         let public_origin = public_url.origin().ascii_serialization();
         Some(ServerConfig {
@@ -533,6 +535,7 @@ impl Validator<'_> {
             threads,
             upstream_connect_timeout,
             upstream_read_timeout,
+            assertion_key,
         })
     }
 
@@ -878,6 +881,15 @@ impl Validator<'_> {
                 extra_auth_params.push((key.clone(), v));
             }
         }
+        let audience = self.opt_string(&k("audience"), &p.audience);
+        match (&audience, &client_id) {
+            (Some(a), _) if a.is_empty() => self.error(&k("audience"), "must not be empty"),
+            (Some(a), Some(c)) if a == c => self.warn(
+                &k("audience"),
+                "equals client_id: ID tokens issued to the gateway would then pass as access tokens; use the API's own audience",
+            ),
+            _ => {}
+        }
         Some(ProviderConfig {
             name: name.to_owned(),
             issuer: issuer?,
@@ -895,6 +907,7 @@ impl Validator<'_> {
             jwks_refresh_interval,
             allow_insecure_http,
             extra_auth_params,
+            audience,
         })
     }
 
@@ -1070,6 +1083,13 @@ impl Validator<'_> {
                 Err(e) => self.error(&key, e.to_string()),
             }
         }
+        let bearer = r.bearer.unwrap_or(false);
+        let assertion = r.assertion.unwrap_or(false);
+        for (field, on) in [("bearer", bearer), ("assertion", assertion)] {
+            if auth == AuthMode::Public && on {
+                self.error(&k(field), "has no effect on a route with auth = \"public\"");
+            }
+        }
         if auth == AuthMode::Public && !require.is_empty() {
             self.error(
                 &k("require"),
@@ -1091,7 +1111,96 @@ impl Validator<'_> {
             strip_prefix: r.strip_prefix.unwrap_or(false),
             headers,
             require,
+            bearer,
+            assertion,
         })
+    }
+
+    /// `server.assertion_key_file` (+ `assertion_key_alg`): the key that signs identity
+    /// assertions. Configured rather than generated at start-up so that every instance behind a
+    /// load balancer signs with a key the upstream already trusts.
+    fn assertion_key(&mut self, s: &super::raw::RawServer) -> Option<PrivateKey> {
+        let key = "server.assertion_key_file";
+        let alg_key = "server.assertion_key_alg";
+        let Some(file) = &s.assertion_key_file else {
+            if s.assertion_key_alg.is_some() {
+                self.error(alg_key, "is only used with server.assertion_key_file");
+            }
+            return None;
+        };
+        let file = self.string(key, file)?;
+        let path = self.path(&file);
+        let pem = match std::fs::read_to_string(&path) {
+            Ok(p) => p,
+            Err(e) => {
+                self.error(key, format!("cannot read {}: {e}", path.display()));
+                return None;
+            }
+        };
+        let alg = match self.opt_string(alg_key, &s.assertion_key_alg) {
+            Some(a) => match a.parse::<JwkAlg>() {
+                Ok(alg) => alg,
+                Err(_) => {
+                    self.error(alg_key, format!("{a:?} is not one of RS256, ES256, PS256"));
+                    return None;
+                }
+            },
+            None if pem.contains("EC PRIVATE KEY") || looks_like_ec(&pem) => JwkAlg::ES256,
+            None => JwkAlg::RS256,
+        };
+        match crate::keygen::public_jwk_from_pem(&pem, alg) {
+            Ok(jwk) => Some(PrivateKey {
+                kid: jwk
+                    .get("kid")
+                    .and_then(|k| k.as_str())
+                    .unwrap_or_default()
+                    .to_owned(),
+                pem: Secret::new(pem),
+                alg,
+            }),
+            Err(e) => {
+                self.error(
+                    key,
+                    format!("{} is not a usable {alg} private key: {e}", path.display()),
+                );
+                None
+            }
+        }
+    }
+
+    /// Route options that need something configured elsewhere: `bearer` needs the provider's
+    /// `audience`, `assertion` needs `server.assertion_key_file`.
+    fn check_route_needs(&mut self, raw: &RawConfig) {
+        let mut assertion_route = None;
+        for (i, r) in raw.route.iter().enumerate() {
+            if r.assertion == Some(true) && assertion_route.is_none() {
+                assertion_route = Some(i);
+            }
+            if r.bearer != Some(true) {
+                continue;
+            }
+            let name = match &r.provider {
+                Some(p) => expand(p).unwrap_or_default(),
+                None if raw.providers.len() == 1 => {
+                    raw.providers.keys().next().cloned().unwrap_or_default()
+                }
+                None => continue,
+            };
+            if let Some(p) = raw.providers.get(&name) {
+                if p.audience.is_none() {
+                    self.error(
+                        &format!("route[{i}].bearer"),
+                        format!("needs providers.{name}.audience (the `aud` access tokens for this API carry)"),
+                    );
+                }
+            }
+        }
+        if let (Some(i), None) = (assertion_route, &raw.server.assertion_key_file) {
+            self.error(
+                "server.assertion_key_file",
+                format!("is required because route[{i}] sets assertion = true (make a key with `oidc-gateway keygen --jwk --alg ES256 --out FILE`)"),
+            );
+        }
     }
 
     fn upstream(&mut self, key: &str, url: Url) -> Option<Upstream> {

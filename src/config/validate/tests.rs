@@ -188,3 +188,61 @@ fn route_paths_are_normalised_prefixes() {
     let c = parse_str(&text, None).unwrap();
     assert_eq!(c.routes[0].path, "/app");
 }
+
+#[test]
+fn bearer_routes_need_an_audience_and_assertion_routes_a_key() {
+    let text = MINIMAL.replace(
+        "upstream = \"http://127.0.0.1:3000\"",
+        "upstream = \"http://127.0.0.1:3000\"\nbearer = true\nassertion = true",
+    );
+    let found = problems(&text);
+    let bearer = found.iter().find(|p| p.key == "route[0].bearer").unwrap();
+    assert!(
+        bearer.message.contains("providers.cis2.audience"),
+        "{bearer}"
+    );
+    let key = found
+        .iter()
+        .find(|p| p.key == "server.assertion_key_file")
+        .unwrap();
+    assert!(key.message.contains("route[0]"), "{key}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let pem = crate::keygen::generate(JwkAlg::ES256).unwrap().private_pem;
+    std::fs::write(dir.path().join("assert.pem"), pem).unwrap();
+    let text = text
+        .replace(
+            "client_secret = \"secret\"",
+            "client_secret = \"secret\"\naudience = \"api://records\"",
+        )
+        .replace(
+            "public_url = \"https://apps.example.org\"",
+            "public_url = \"https://apps.example.org\"\nassertion_key_file = \"assert.pem\"",
+        );
+    let c = parse_str(&text, Some(dir.path())).unwrap();
+    assert!(c.routes[0].bearer && c.routes[0].assertion);
+    assert_eq!(c.providers[0].audience.as_deref(), Some("api://records"));
+    let key = c.server.assertion_key.as_ref().unwrap();
+    assert_eq!(key.alg, JwkAlg::ES256);
+    assert_eq!(key.kid.len(), 43);
+}
+
+#[test]
+fn bearer_and_assertion_make_no_sense_on_public_routes() {
+    let text = MINIMAL.replace(
+        "upstream = \"http://127.0.0.1:3000\"",
+        "upstream = \"http://127.0.0.1:3000\"\nauth = \"public\"\nbearer = true\nassertion = true",
+    );
+    let k = keys(&text);
+    assert!(k.contains(&"route[0].bearer".to_owned()), "{k:?}");
+    assert!(k.contains(&"route[0].assertion".to_owned()), "{k:?}");
+}
+
+#[test]
+fn an_unreadable_assertion_key_is_an_error() {
+    let text = MINIMAL.replace(
+        "public_url = \"https://apps.example.org\"",
+        "public_url = \"https://apps.example.org\"\nassertion_key_file = \"/nonexistent/key.pem\"",
+    );
+    assert_eq!(keys(&text), ["server.assertion_key_file"]);
+}
