@@ -28,6 +28,8 @@ pub enum Endpoint {
     Userinfo,
     Auth,
     BackchannelLogout,
+    /// `/oauth2/jwks.json`: the keys that sign identity assertions.
+    Jwks,
 }
 
 /// The endpoint at `path`, if any.
@@ -41,6 +43,7 @@ pub fn match_endpoint(state: &GatewayState, path: &str) -> Option<Endpoint> {
         "/oauth2/userinfo" => Endpoint::Userinfo,
         "/oauth2/auth" => Endpoint::Auth,
         "/oauth2/backchannel_logout" => Endpoint::BackchannelLogout,
+        "/oauth2/jwks.json" => Endpoint::Jwks,
         _ => return None,
     })
 }
@@ -70,8 +73,15 @@ pub async fn handle(
         Endpoint::SignIn => sign_in(state, metrics, session),
         Endpoint::Logout => logout(state, metrics, session),
         Endpoint::Userinfo => userinfo(state, session),
-        Endpoint::Auth => forward_auth(state, metrics, session),
+        Endpoint::Auth => forward_auth(state, metrics, session).await,
         Endpoint::BackchannelLogout => respond::backchannel_unsupported(),
+        Endpoint::Jwks => respond::jwks(
+            state
+                .assertions
+                .as_ref()
+                .map(|a| a.jwks().to_owned())
+                .unwrap_or_else(|| r#"{"keys":[]}"#.to_owned()),
+        ),
     }
 }
 
@@ -318,10 +328,11 @@ fn userinfo(state: &GatewayState, session: &Session) -> Reply {
     }
 }
 
-/// Forward-auth (nginx `auth_request`, Traefik `forwardAuth`): 202 with identity headers, 401
-/// without a session, 403 when the rules of the route named by `X-Original-URI` /
-/// `X-Forwarded-Uri` fail.
-fn forward_auth(state: &GatewayState, metrics: &Metrics, session: &Session) -> Reply {
+/// Forward-auth (nginx `auth_request`, Traefik `forwardAuth`): 202 with identity headers (and
+/// `X-Auth-Assertion` on assertion routes), 401 without a session or valid bearer token, 403
+/// when the rules of the route named by `X-Original-URI` / `X-Forwarded-Uri` fail. A bearer
+/// token counts only on routes with `bearer = true`, as at the proxy.
+async fn forward_auth(state: &GatewayState, metrics: &Metrics, session: &Session) -> Reply {
     let cfg = &state.config.session;
     let req = session.req_header();
     let original = req
@@ -338,38 +349,71 @@ fn forward_auth(state: &GatewayState, metrics: &Metrics, session: &Session) -> R
         .unwrap_or_else(|_| "/".to_owned());
     let route: Option<&Arc<RouteConfig>> = state.routes.match_route(host, &path);
     let provider = route.map(|r| r.provider).unwrap_or(0);
-    let cookies = RequestCookies::parse(
-        cookie_headers(&req.headers),
-        &cfg.cookie_name,
-        cfg.max_chunks,
-    );
-    let user = match cookies.session(cfg, &state.codec) {
-        Ok(u)
-            if u.expired_at(cfg, now()).is_none()
-                && u.provider == state.providers[provider].name() =>
-        {
-            u
-        }
-        _ => {
-            return respond::login_required_api(
-                &login_url(state, &safe_return_path(Some(original))),
-                None,
+    let token = route
+        .filter(|r| r.bearer)
+        .and_then(|_| crate::bearer::bearer_token(&req.headers));
+    let (claims, browser) = if let Some(token) = token {
+        let verified = state.bearer[provider]
+            .verify(
+                &state.providers[provider],
+                state.kept_paths(provider),
+                token,
             )
+            .await;
+        match verified {
+            Ok(identity) => (identity.claims.clone(), false),
+            Err(e) => {
+                tracing::debug!(reason = %e, "forward-auth: bearer token refused");
+                return respond::bearer_refused(&e);
+            }
+        }
+    } else {
+        let cookies = RequestCookies::parse(
+            cookie_headers(&req.headers),
+            &cfg.cookie_name,
+            cfg.max_chunks,
+        );
+        match cookies.session(cfg, &state.codec) {
+            Ok(u)
+                if u.expired_at(cfg, now()).is_none()
+                    && u.provider == state.providers[provider].name() =>
+            {
+                (u.claims, is_browser(&req.headers))
+            }
+            _ => {
+                return respond::login_required_api(
+                    &login_url(state, &safe_return_path(Some(original))),
+                    None,
+                )
+            }
         }
     };
     let Some(route) = route else {
         return respond::auth_ok(Vec::new());
     };
     if route.auth == AuthMode::Required {
-        if let Some(unmet) = crate::authz::first_unmet(&route.require, &user.claims) {
-            metrics.auth_event(&user.provider, AuthEvent::Forbidden);
-            tracing::info!(target: "audit", event = "forbidden", route = %route.name, sub = user.subject(), rule = unmet.path.text(), "forbidden");
-            return respond::forbidden(is_browser(&req.headers));
+        if let Some(unmet) = crate::authz::first_unmet(&route.require, &claims) {
+            let sub = claims.get("sub").and_then(|s| s.as_str()).unwrap_or("-");
+            metrics.auth_event(state.providers[provider].name(), AuthEvent::Forbidden);
+            tracing::info!(target: "audit", event = "forbidden", route = %route.name, sub, rule = unmet.path.text(), "forbidden");
+            return respond::forbidden(browser);
         }
     }
-    let headers = identity::headers(&route.headers, &user.claims)
+    let mut headers: Vec<(String, Vec<u8>)> = identity::headers(&route.headers, &claims)
         .into_iter()
         .map(|(rule, value)| (rule.display.clone(), value))
         .collect();
+    if route.assertion {
+        match crate::assertion::for_route(state.assertions.as_ref(), route, &claims).await {
+            Ok(Some(a)) => {
+                headers.push((crate::assertion::HEADER.to_owned(), a.as_bytes().to_vec()))
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(route = %route.name, error = %e, "identity assertion not signed");
+                return respond::internal_error();
+            }
+        }
+    }
     respond::auth_ok(headers)
 }

@@ -8,7 +8,9 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod assertion;
 pub mod authz;
+pub mod bearer;
 pub mod claims;
 pub mod cli;
 pub mod config;

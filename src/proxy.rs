@@ -17,6 +17,7 @@ use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorSource, ErrorType, Result};
 
 use crate::authz;
+use crate::bearer::bearer_token;
 use crate::claims::Claims;
 use crate::config::{AuthMode, RouteConfig};
 use crate::endpoints::{self, login_url};
@@ -57,6 +58,8 @@ pub struct RequestCtx {
     /// Normalised path plus query, when it differs from what the client sent.
     rewritten_uri: Option<String>,
     claims: Option<Claims>,
+    /// `X-Auth-Assertion` for routes with `assertion = true`.
+    assertion: Option<Arc<str>>,
     set_cookies: Vec<String>,
     /// For the access line: the user, when known.
     sub: Option<String>,
@@ -75,6 +78,7 @@ impl ProxyHttp for Gateway {
             route: None,
             rewritten_uri: None,
             claims: None,
+            assertion: None,
             set_cookies: Vec::new(),
             sub: None,
             label: "none",
@@ -138,6 +142,9 @@ impl ProxyHttp for Gateway {
             for (rule, value) in identity::headers(&route.headers, claims) {
                 upstream.insert_header(rule.display.clone(), value.as_slice())?;
             }
+        }
+        if let Some(assertion) = &ctx.assertion {
+            upstream.insert_header(crate::assertion::HEADER, assertion.as_ref())?;
         }
         Ok(())
     }
@@ -268,6 +275,29 @@ impl Gateway {
         if route.auth == AuthMode::Public {
             return None;
         }
+        // A bearer token on a bearer route decides alone: valid or 401, never a login redirect.
+        if let Some(token) = route.bearer.then(|| bearer_token(&req.headers)).flatten() {
+            let provider = &state.providers[route.provider];
+            let kept = state.kept_paths(route.provider);
+            let identity = match state.bearer[route.provider]
+                .verify(provider, kept, token)
+                .await
+            {
+                Ok(identity) => identity,
+                Err(e) => {
+                    tracing::debug!(route = %route.name, reason = %e, "bearer token refused");
+                    return Some(respond::bearer_refused(&e));
+                }
+            };
+            // Bearer requests are API requests: a JSON 403, whatever their Accept says.
+            if let Some(reply) = forbid(&self.metrics, state, &route, &identity.claims, false) {
+                ctx.sub = subject(&identity.claims);
+                return Some(reply);
+            }
+            return self
+                .admit(state, &route, identity.claims.clone(), ctx)
+                .await;
+        }
         let cfg = &state.config.session;
         let cookies = RequestCookies::parse(
             cookie_headers(&req.headers),
@@ -324,11 +354,17 @@ impl Gateway {
                 }
             }
         }
-        if let Some(unmet) = authz::first_unmet(&route.require, &user.claims) {
-            self.metrics.auth_event(provider_name, AuthEvent::Forbidden);
-            tracing::info!(target: "audit", event = "forbidden", route = %route.name, sub = user.subject(), rule = unmet.path.text(), "forbidden");
-            ctx.sub = Some(user.subject().to_owned());
-            return Some(respond::forbidden(is_browser(&req.headers)));
+        // Rules after a refresh (its claims count) and before re-sealing: a forbidden request
+        // does not extend the session.
+        if let Some(reply) = forbid(
+            &self.metrics,
+            state,
+            &route,
+            &user.claims,
+            is_browser(&req.headers),
+        ) {
+            ctx.sub = subject(&user.claims);
+            return Some(reply);
         }
         if reseal {
             user.last_seen = now;
@@ -346,8 +382,29 @@ impl Gateway {
                 Err(e) => tracing::warn!(error = %e, "could not re-seal the session"),
             }
         }
-        ctx.sub = Some(user.subject().to_owned());
-        ctx.claims = Some(user.claims);
+        self.admit(state, &route, user.claims, ctx).await
+    }
+
+    /// The last step for an identified request (session or bearer token) that met the route's
+    /// rules: the identity assertion; `None` lets the request go upstream with these claims.
+    async fn admit(
+        &self,
+        state: &GatewayState,
+        route: &RouteConfig,
+        claims: Claims,
+        ctx: &mut RequestCtx,
+    ) -> Option<Reply> {
+        ctx.sub = subject(&claims);
+        if route.assertion {
+            match crate::assertion::for_route(state.assertions.as_ref(), route, &claims).await {
+                Ok(a) => ctx.assertion = a,
+                Err(e) => {
+                    tracing::error!(route = %route.name, error = %e, "identity assertion not signed");
+                    return Some(respond::internal_error());
+                }
+            }
+        }
+        ctx.claims = Some(claims);
         None
     }
 }
@@ -387,6 +444,30 @@ impl Gateway {
         });
         respond::login_required_api(&login_url(state, &return_to), cors).with_cookies(stale)
     }
+}
+
+/// The user, for the access line.
+fn subject(claims: &Claims) -> Option<String> {
+    claims
+        .get("sub")
+        .and_then(|s| s.as_str())
+        .map(str::to_owned)
+}
+
+/// 403 (and the `forbidden` count and audit line) when the route's rules are not met.
+fn forbid(
+    metrics: &Metrics,
+    state: &GatewayState,
+    route: &RouteConfig,
+    claims: &Claims,
+    browser: bool,
+) -> Option<Reply> {
+    let unmet = authz::first_unmet(&route.require, claims)?;
+    let provider = state.providers[route.provider].name();
+    let sub = claims.get("sub").and_then(|s| s.as_str()).unwrap_or("-");
+    metrics.auth_event(provider, AuthEvent::Forbidden);
+    tracing::info!(target: "audit", event = "forbidden", route = %route.name, sub, rule = unmet.path.text(), "forbidden");
+    Some(respond::forbidden(browser))
 }
 
 /// Size of the request head as the client sent it (names, values, separators).

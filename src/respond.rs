@@ -8,6 +8,7 @@ use bytes::Bytes;
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 
+use crate::bearer::BearerError;
 use crate::error::{LoginError, LoginFailure};
 
 /// Seconds a client should wait before retrying while the provider is down.
@@ -96,6 +97,46 @@ pub fn login_required_api(login_url: &str, cors_origin: Option<&str>) -> Reply {
             .with("vary", "Origin");
     }
     r
+}
+
+/// 401 for a bearer token that is not accepted (RFC 6750 §3.1 `invalid_token`), or 503 when
+/// the provider's keys cannot be loaded to check it. Never a login redirect: a client that sent
+/// a token is an API client.
+pub fn bearer_refused(err: &BearerError) -> Reply {
+    match err {
+        BearerError::Unavailable(_) => provider_unavailable(false),
+        BearerError::Invalid(why) => {
+            let body =
+                serde_json::json!({"error": "invalid_token", "error_description": why}).to_string();
+            // `why` is one of bearer.rs's fixed texts: no quote or token content can reach here.
+            Reply::new(401, "application/json", body).with(
+                "www-authenticate",
+                format!(
+                    "Bearer realm=\"oidc-gateway\", error=\"invalid_token\", error_description=\"{}\"",
+                    why.replace(['"', '\\'], "")
+                ),
+            )
+        }
+    }
+}
+
+/// 500 for a failure of the gateway itself on the request path (e.g. a signing error).
+pub fn internal_error() -> Reply {
+    Reply::new(
+        500,
+        "text/html; charset=utf-8",
+        page(
+            "Internal error",
+            "<p>The gateway could not complete this request. Please tell the operator.</p>",
+        ),
+    )
+}
+
+/// The gateway's public signing keys (`/oauth2/jwks.json`); cacheable for a few minutes.
+pub fn jwks(body: String) -> Reply {
+    let mut r = Reply::new(200, "application/json", body);
+    r.headers.retain(|(n, _)| n != "cache-control");
+    r.with("cache-control", "public, max-age=300")
 }
 
 /// 403: signed in, but the route's rules are not met.

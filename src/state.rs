@@ -4,6 +4,8 @@
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 
+use crate::assertion::{AssertionError, AssertionSigner};
+use crate::bearer::BearerVerifier;
 use crate::claims::ClaimPath;
 use crate::config::{Config, RouteConfig};
 use crate::metrics::Metrics;
@@ -19,6 +21,10 @@ pub struct GatewayState {
     /// Parallel to `config.providers`.
     pub providers: Vec<Arc<Provider>>,
     pub codec: Codec,
+    /// Parallel to `providers`: bearer token validation and its cache.
+    pub bearer: Vec<BearerVerifier>,
+    /// Signs `X-Auth-Assertion` when `server.assertion_key_file` is set.
+    pub assertions: Option<AssertionSigner>,
     /// Lower-case header names, `_` read as `-`, that clients may never send upstream.
     strip: Vec<String>,
     /// Per provider: every claim path its routes use (what a session keeps).
@@ -33,6 +39,8 @@ pub struct GatewayState {
 pub enum StateError {
     #[error(transparent)]
     ClientAuth(#[from] ClientAuthError),
+    #[error(transparent)]
+    Assertion(#[from] AssertionError),
     #[error("route {route}: cannot resolve upstream {address}: {reason}")]
     Resolve {
         route: String,
@@ -76,7 +84,20 @@ impl GatewayState {
                 })?;
             upstreams.push(addr);
         }
+        let bearer = config
+            .providers
+            .iter()
+            .map(|p| BearerVerifier::new(p.clock_skew))
+            .collect();
+        let assertions = config
+            .server
+            .assertion_key
+            .as_ref()
+            .map(|k| AssertionSigner::new(k, &config.server.public_origin))
+            .transpose()?;
         Ok(GatewayState {
+            bearer,
+            assertions,
             upstreams,
             routes: RouteTable::new(config.routes.clone()),
             codec: Codec::new(config.session.keys.expose()),

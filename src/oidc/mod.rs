@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
+use openidconnect::core::CoreJsonWebKeySet;
 
 use crate::config::ProviderConfig;
 use crate::metrics::Metrics;
@@ -145,6 +146,19 @@ impl Provider {
         }
     }
 
+    /// The cached signing keys, for validating access tokens (loads them if the cache expired).
+    pub async fn keys(&self) -> Result<Arc<CoreJsonWebKeySet>, JwksError> {
+        let d = self.discovered().ok_or_else(not_loaded)?;
+        self.jwks.get(&self.http, d.jwks_uri.as_str()).await
+    }
+
+    /// After a token signed with an unknown `kid`: one refetch at most every
+    /// `jwks_min_refetch_interval`; `None` when rate-limited.
+    pub async fn refetch_keys(&self) -> Option<Result<Arc<CoreJsonWebKeySet>, JwksError>> {
+        let d = self.discovered()?;
+        self.jwks.refetch(&self.http, d.jwks_uri.as_str()).await
+    }
+
     async fn refresh(&self) {
         match discovery::discover(&self.http, &self.cfg).await {
             Ok(d) => self.discovered.store(Some(Arc::new(d))),
@@ -158,4 +172,8 @@ impl Provider {
             }
         }
     }
+}
+
+fn not_loaded() -> JwksError {
+    JwksError::Unavailable("provider discovery has not loaded yet".into())
 }
