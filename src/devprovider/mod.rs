@@ -247,6 +247,30 @@ impl DevProvider {
         format!("{}{END_SESSION_PATH}", self.base_url)
     }
 
+    /// A JWT access token for built-in user `user` with audience `aud`, signed with the current
+    /// key, expiring `expires_in` seconds from now (negative: already expired). The provider
+    /// itself issues opaque access tokens; this is for testing resource servers (bearer routes).
+    pub fn mint_access_token(&self, user: &str, aud: &str, expires_in: i64) -> Option<String> {
+        let user = users::user(user)?;
+        let now = i64::try_from(state::now_secs()).ok()?;
+        let mut claims = user.claims.clone();
+        for (k, v) in [
+            ("iss", serde_json::json!(self.issuer)),
+            ("sub", serde_json::json!(user.sub())),
+            ("aud", serde_json::json!(aud)),
+            ("iat", serde_json::json!(now)),
+            ("exp", serde_json::json!(now + expires_in)),
+            ("jti", serde_json::json!(tokens::random_token())),
+            ("scope", serde_json::json!("openid profile")),
+        ] {
+            claims.insert(k.into(), v);
+        }
+        self.controls
+            .current_key()
+            .sign(&serde_json::Value::Object(claims))
+            .ok()
+    }
+
     /// Graceful stop: no new connections, in-flight requests finish.
     pub fn shutdown(&self) {
         self.shutdown.trigger();

@@ -53,6 +53,10 @@ pub struct Options {
     pub access_token_lifetime: Duration,
     /// Start the provider (false: the gateway starts with its provider down).
     pub start_provider: bool,
+    /// The gateway's port (default: a free one), for tests that must know it in advance.
+    pub port: Option<u16>,
+    /// `server.public_url` (default: the gateway's own origin), e.g. an nginx in front of it.
+    pub public_url: Option<String>,
 }
 
 pub const DEFAULT_ROUTES: &str = r#"
@@ -96,6 +100,8 @@ impl Default for Options {
             id_token_lifetime: Duration::from_secs(300),
             access_token_lifetime: Duration::from_secs(300),
             start_provider: true,
+            port: None,
+            public_url: None,
         }
     }
 }
@@ -156,8 +162,11 @@ impl Env {
     /// Starts everything.
     pub async fn with(opts: Options) -> Env {
         let dir = tempfile::tempdir().expect("tempdir");
-        let gateway_port = free_port();
-        let public = format!("http://127.0.0.1:{gateway_port}");
+        let gateway_port = opts.port.unwrap_or_else(free_port);
+        let public = opts
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://127.0.0.1:{gateway_port}"));
         let redirect_uri = format!("{public}/oauth2/callback");
         let (auth, provider_auth_toml) = match opts.auth {
             Auth::Basic => (
