@@ -148,7 +148,15 @@ impl Controls {
         self.current_key().kid.clone()
     }
 
+    /// Turns a misbehaviour on (or off with `None`). For [`Misbehaviour::UnknownKey`] the
+    /// unpublished key is made here, on the caller's thread, so that the token endpoint does not
+    /// spend an RSA key generation (seconds on a loaded machine) inside the gateway's timeout.
     pub fn set_misbehaviour(&self, m: Option<Misbehaviour>) {
+        if m == Some(Misbehaviour::UnknownKey) && self.unknown_key.get().is_none() {
+            if let Ok(key) = SigningKey::generate() {
+                let _ = self.unknown_key.set(Arc::new(key));
+            }
+        }
         *lock(&self.misbehaviour) = m;
     }
 
