@@ -116,10 +116,10 @@ fn run(path: &Path) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    start(config)
+    start(config, Some(path.to_path_buf()))
 }
 
-fn start(config: Config) -> ExitCode {
+fn start(config: Config, config_path: Option<PathBuf>) -> ExitCode {
     let (state, metrics) = match server::prepare(config) {
         Ok(v) => v,
         Err(e) => {
@@ -128,7 +128,7 @@ fn start(config: Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match server::run(state, metrics) {
+    match server::run(state, metrics, config_path) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("oidc-gateway: cannot start: {e}");
@@ -268,5 +268,5 @@ fn demo(port: u16) -> ExitCode {
         let mut out = std::io::stdout();
         let _ = out.write_all(banner.as_bytes()).and_then(|()| out.flush());
     }
-    start(config)
+    start(config, None)
 }

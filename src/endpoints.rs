@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use pingora::proxy::Session;
 
+use crate::audit;
 use crate::claims::retain_for;
 use crate::config::{AuthMode, RouteConfig};
 use crate::error::LoginError;
@@ -264,22 +265,23 @@ async fn callback(state: &Arc<GatewayState>, metrics: &Metrics, session: &mut Se
         written = write_session(cfg, &state.codec, &user, &cookies, now);
     }
     match written {
-        Ok(cookies) => set.extend(cookies),
+        Ok(cookies) => {
+            metrics.session_written(provider.name(), &cookies);
+            set.extend(cookies)
+        }
         Err(too_large) => {
             let e = LoginError::SessionTooLarge(too_large);
             tracing::error!(provider = provider.name(), sub = user.subject(), error = %e, "login succeeded at the provider but the session does not fit in cookies; keep fewer claims (route headers and rules) or raise session.max_chunks");
             return fail(metrics, provider.name(), &e, &retry).with_cookies(set);
         }
     }
-    metrics.auth_event(provider.name(), AuthEvent::LoginSucceeded);
-    tracing::info!(target: "audit", event = "login_succeeded", provider = provider.name(), sub = user.subject(), "login succeeded");
+    audit::login_succeeded(metrics, provider.name(), user.subject());
     let location = format!("{}{}", state.config.server.public_origin, login.return_to);
     respond::redirect(&location).with_cookies(set)
 }
 
 fn fail(metrics: &Metrics, provider: &str, e: &LoginError, retry: &str) -> Reply {
-    metrics.auth_event(provider, AuthEvent::LoginFailed);
-    tracing::warn!(target: "audit", event = "login_failed", provider, reason = e.reason(), error = %e, "login failed");
+    audit::login_failed(metrics, provider, e.reason(), e);
     respond::login_failed(e, retry)
 }
 
@@ -304,8 +306,7 @@ fn logout(state: &GatewayState, metrics: &Metrics, session: &Session) -> Reply {
     let Some(user) = user else {
         return respond::redirect(&return_url).with_cookies(set);
     };
-    metrics.auth_event(&user.provider, AuthEvent::Logout);
-    tracing::info!(target: "audit", event = "logout", provider = %user.provider, sub = user.subject(), "logout");
+    audit::logout(metrics, &user.provider, user.subject());
     let end_session = state.provider_index(&user.provider).and_then(|i| {
         state.providers[i].end_session_url(user.id_token_hint.as_deref(), &return_url)
     });
@@ -394,8 +395,13 @@ async fn forward_auth(state: &GatewayState, metrics: &Metrics, session: &Session
     if route.auth == AuthMode::Required {
         if let Some(unmet) = crate::authz::first_unmet(&route.require, &claims) {
             let sub = claims.get("sub").and_then(|s| s.as_str()).unwrap_or("-");
-            metrics.auth_event(state.providers[provider].name(), AuthEvent::Forbidden);
-            tracing::info!(target: "audit", event = "forbidden", route = %route.name, sub, rule = unmet.path.text(), "forbidden");
+            audit::forbidden(
+                metrics,
+                state.providers[provider].name(),
+                &route.name,
+                sub,
+                unmet.path.text(),
+            );
             return respond::forbidden(browser);
         }
     }

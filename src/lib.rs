@@ -9,6 +9,7 @@
 
 pub mod admin;
 pub mod assertion;
+pub mod audit;
 pub mod authz;
 pub mod bearer;
 pub mod claims;
@@ -23,6 +24,7 @@ pub mod metrics;
 pub mod oidc;
 pub mod proxy;
 pub mod refresh;
+pub mod reload;
 pub mod request;
 pub mod respond;
 pub mod routing;
@@ -30,3 +32,4 @@ pub mod server;
 pub mod session;
 pub mod state;
 pub mod telemetry;
+pub mod tls;

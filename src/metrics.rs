@@ -3,7 +3,8 @@
 //! provider names, fixed event and endpoint names; never a raw path, user or token.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 /// The gateway's metrics.
@@ -17,6 +18,14 @@ pub struct Metrics {
     pub provider_request_duration: HistogramVec,
     pub provider_errors: IntCounterVec,
     pub provider_ready: IntGaugeVec,
+    /// From choosing the upstream to its response head (connect included), by route.
+    pub upstream_duration: HistogramVec,
+    /// Requests being processed now (a guard in each request's context keeps it right).
+    pub requests_in_flight: IntGauge,
+    /// Bytes of session cookie values (all chunks) written at login and on renewal.
+    pub session_cookie_bytes: HistogramVec,
+    /// Configuration reloads, by result (`success` | `failure`).
+    pub config_reloads: IntCounterVec,
 }
 
 /// Authentication events counted in `auth_events_total`.
@@ -102,6 +111,40 @@ impl Metrics {
             ),
             &["provider"],
         );
+        let upstream_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "upstream_duration_seconds",
+                "Time from choosing the upstream to its response head, by route",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0, 30.0, 60.0,
+            ]),
+            &["route"],
+        );
+        let requests_in_flight = IntGauge::new(
+            "requests_in_flight",
+            "Requests being processed by the proxy listener",
+        );
+        let session_cookie_bytes = HistogramVec::new(
+            HistogramOpts::new(
+                "session_cookie_bytes",
+                "Size of the session cookie values written, all chunks together, by provider",
+            )
+            // Browsers cap one cookie near 4096 bytes; the buckets show when sessions start to
+            // need several chunks.
+            .buckets(vec![
+                256.0, 512.0, 1024.0, 2048.0, 3072.0, 3800.0, 7600.0, 11400.0, 15200.0, 30400.0,
+            ]),
+            &["provider"],
+        );
+        let config_reloads = IntCounterVec::new(
+            Opts::new(
+                "config_reloads_total",
+                "Configuration reloads (SIGHUP), by result",
+            ),
+            &["result"],
+        );
         // Registration only fails on duplicate names, which a fresh registry cannot have.
         let (
             requests,
@@ -123,6 +166,15 @@ impl Metrics {
             (Ok(a), Ok(b), Ok(c), Ok(d), Ok(e), Ok(f), Ok(g)) => (a, b, c, d, e, f, g),
             _ => unreachable!("metric definitions are static and valid"),
         };
+        let (upstream_duration, requests_in_flight, session_cookie_bytes, config_reloads) = match (
+            upstream_duration,
+            requests_in_flight,
+            session_cookie_bytes,
+            config_reloads,
+        ) {
+            (Ok(a), Ok(b), Ok(c), Ok(d)) => (a, b, c, d),
+            _ => unreachable!("metric definitions are static and valid"),
+        };
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(request_duration.clone()),
@@ -131,6 +183,10 @@ impl Metrics {
             Box::new(provider_request_duration.clone()),
             Box::new(provider_errors.clone()),
             Box::new(provider_ready.clone()),
+            Box::new(upstream_duration.clone()),
+            Box::new(requests_in_flight.clone()),
+            Box::new(session_cookie_bytes.clone()),
+            Box::new(config_reloads.clone()),
         ] {
             let _ = registry.register(c);
         }
@@ -143,6 +199,31 @@ impl Metrics {
             provider_request_duration,
             provider_errors,
             provider_ready,
+            upstream_duration,
+            requests_in_flight,
+            session_cookie_bytes,
+            config_reloads,
+        }
+    }
+
+    /// Counts a request as in flight until the returned guard is dropped.
+    pub fn in_flight(&self) -> InFlight {
+        self.requests_in_flight.inc();
+        InFlight(self.requests_in_flight.clone())
+    }
+
+    /// Records the size of a session written as these `Set-Cookie` values (name=value; attrs).
+    pub fn session_written(&self, provider: &str, set_cookies: &[String]) {
+        let bytes: usize = set_cookies
+            .iter()
+            .filter_map(|c| c.split(';').next())
+            .filter_map(|pair| pair.split_once('='))
+            .map(|(_, value)| value.len())
+            .sum();
+        if bytes > 0 {
+            self.session_cookie_bytes
+                .with_label_values(&[provider])
+                .observe(bytes as f64);
         }
     }
 
@@ -158,6 +239,16 @@ impl Metrics {
         let mut out = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         out
+    }
+}
+
+/// Keeps `requests_in_flight` counted while alive: dropped with the request's context, whatever
+/// path the request took (answered by the gateway, proxied, failed, client gone).
+pub struct InFlight(IntGauge);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 
@@ -184,5 +275,27 @@ mod tests {
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             assert!(line.starts_with("oidc_gateway_"), "{line}");
         }
+    }
+
+    #[test]
+    fn in_flight_follows_guards_and_cookie_sizes_count_values_only() {
+        let m = Metrics::new();
+        let a = m.in_flight();
+        let b = m.in_flight();
+        assert_eq!(m.requests_in_flight.get(), 2);
+        drop(a);
+        assert_eq!(m.requests_in_flight.get(), 1);
+        drop(b);
+        assert_eq!(m.requests_in_flight.get(), 0);
+        m.session_written(
+            "dev",
+            &[
+                "s_0=abcd; Path=/; HttpOnly".to_owned(),
+                "s_1=ef; Path=/".to_owned(),
+            ],
+        );
+        let h = m.session_cookie_bytes.with_label_values(&["dev"]);
+        assert_eq!(h.get_sample_count(), 1);
+        assert_eq!(h.get_sample_sum(), 6.0);
     }
 }

@@ -7,7 +7,7 @@
 //! access line). The authenticated path makes no provider call and takes no lock.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
@@ -16,13 +16,14 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorSource, ErrorType, Result};
 
+use crate::audit;
 use crate::authz;
 use crate::bearer::bearer_token;
 use crate::claims::Claims;
 use crate::config::{AuthMode, RouteConfig};
 use crate::endpoints::{self, login_url};
 use crate::identity;
-use crate::metrics::{AuthEvent, Metrics};
+use crate::metrics::{InFlight, Metrics};
 use crate::refresh::{self, RefreshError, Refresher};
 use crate::request::{cookie_headers, is_browser};
 use crate::respond::{self, Reply};
@@ -65,6 +66,11 @@ pub struct RequestCtx {
     sub: Option<String>,
     /// Label for metrics when no route matched (gateway endpoint, 404, 400).
     label: &'static str,
+    /// When the upstream was chosen, and how long until its response head arrived.
+    upstream_started: Option<Instant>,
+    upstream_time: Option<Duration>,
+    /// Counts the request in `requests_in_flight` until the context is dropped.
+    _in_flight: InFlight,
 }
 
 #[async_trait]
@@ -82,6 +88,9 @@ impl ProxyHttp for Gateway {
             set_cookies: Vec::new(),
             sub: None,
             label: "none",
+            upstream_started: None,
+            upstream_time: None,
+            _in_flight: self.metrics.in_flight(),
         }
     }
 
@@ -117,6 +126,9 @@ impl ProxyHttp for Gateway {
         peer.options.connection_timeout = Some(server.upstream_connect_timeout);
         peer.options.total_connection_timeout = Some(server.upstream_connect_timeout);
         peer.options.read_timeout = Some(server.upstream_read_timeout);
+        // A configured CA file replaces the system roots for this upstream.
+        peer.options.ca = state.upstream_ca(route);
+        ctx.upstream_started.get_or_insert_with(Instant::now);
         Ok(Box::new(peer))
     }
 
@@ -149,6 +161,19 @@ impl ProxyHttp for Gateway {
         Ok(())
     }
 
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        _upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        // Informational heads (100 Continue) come first; keep the time of the first head.
+        if ctx.upstream_time.is_none() {
+            ctx.upstream_time = ctx.upstream_started.map(|t| t.elapsed());
+        }
+        Ok(())
+    }
+
     async fn response_filter(
         &self,
         _session: &mut Session,
@@ -169,6 +194,12 @@ impl ProxyHttp for Gateway {
     ) -> FailToProxy {
         let code = match e.etype() {
             ErrorType::HTTPStatus(code) => *code,
+            // An upstream that does not answer in time is a gateway timeout, not a bad gateway.
+            ErrorType::ConnectTimedout | ErrorType::ReadTimedout
+                if e.esource() == &ErrorSource::Upstream =>
+            {
+                504
+            }
             _ => match e.esource() {
                 ErrorSource::Upstream => 502,
                 ErrorSource::Downstream => match e.etype() {
@@ -178,6 +209,10 @@ impl ProxyHttp for Gateway {
                 ErrorSource::Internal | ErrorSource::Unset => 500,
             },
         };
+        // The connection is not reused after a failure (`can_reuse_downstream: false` below):
+        // say so with `Connection: close`, or a client sends its next request into a socket
+        // that is about to close.
+        session.set_keepalive(None);
         if code == 502 || code == 504 {
             let mut reply = respond::upstream_failed();
             reply.status = code;
@@ -214,6 +249,16 @@ impl ProxyHttp for Gateway {
             .request_duration
             .with_label_values(&[route])
             .observe(elapsed.as_secs_f64());
+        // A failed upstream still took this long (up to its timeout): count it too.
+        let upstream = ctx
+            .upstream_time
+            .or_else(|| ctx.upstream_started.map(|t| t.elapsed()));
+        if let Some(up) = upstream {
+            self.metrics
+                .upstream_duration
+                .with_label_values(&[route])
+                .observe(up.as_secs_f64());
+        }
         let req = session.req_header();
         tracing::info!(
             target: "access",
@@ -222,6 +267,7 @@ impl ProxyHttp for Gateway {
             route,
             status,
             duration_ms = elapsed.as_secs_f64() * 1000.0,
+            upstream_ms = upstream.map(|u| u.as_secs_f64() * 1000.0),
             sub = ctx.sub.as_deref().unwrap_or("-"),
             error = e.map(|e| e.etype().as_str()).unwrap_or(""),
         );
@@ -369,13 +415,19 @@ impl Gateway {
         if reseal {
             user.last_seen = now;
             match write_session(cfg, &state.codec, &user, &cookies, now) {
-                Ok(set) => ctx.set_cookies = set,
+                Ok(set) => {
+                    self.metrics.session_written(provider_name, &set);
+                    ctx.set_cookies = set
+                }
                 Err(e) if user.id_token_hint.is_some() => {
                     // As at login: rather than lose the session, drop the logout hint.
                     tracing::debug!(error = %e, "session too large with the logout hint; dropping it");
                     user.id_token_hint = None;
                     match write_session(cfg, &state.codec, &user, &cookies, now) {
-                        Ok(set) => ctx.set_cookies = set,
+                        Ok(set) => {
+                            self.metrics.session_written(provider_name, &set);
+                            ctx.set_cookies = set
+                        }
                         Err(e) => tracing::warn!(error = %e, "could not re-seal the session"),
                     }
                 }
@@ -465,8 +517,7 @@ fn forbid(
     let unmet = authz::first_unmet(&route.require, claims)?;
     let provider = state.providers[route.provider].name();
     let sub = claims.get("sub").and_then(|s| s.as_str()).unwrap_or("-");
-    metrics.auth_event(provider, AuthEvent::Forbidden);
-    tracing::info!(target: "audit", event = "forbidden", route = %route.name, sub, rule = unmet.path.text(), "forbidden");
+    audit::forbidden(metrics, provider, &route.name, sub, unmet.path.text());
     Some(respond::forbidden(browser))
 }
 

@@ -1,14 +1,15 @@
-//! Builds and runs the pingora server: the proxy listener, the admin listener and a background
-//! service that loads providers (discovery and JWKS) and keeps them fresh.
+//! Builds and runs the pingora server: the proxy listener, the admin listener, a background
+//! service that loads providers (discovery and JWKS) and keeps them fresh, and one that reloads
+//! the configuration on SIGHUP.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use async_trait::async_trait;
 use pingora::server::configuration::ServerConf;
-use pingora::server::{Server, ShutdownWatch};
-use pingora::services::background::{background_service, BackgroundService};
+use pingora::server::Server;
+use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 
 use crate::admin::Admin;
@@ -16,7 +17,9 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::oidc::LoadError;
 use crate::proxy::Gateway;
+use crate::reload::{self, ProviderSupervisor, Reloader};
 use crate::state::{GatewayState, StateError};
+use crate::tls::{ListenerCert, TlsError};
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -28,7 +31,9 @@ pub enum StartError {
     #[error("cannot start the runtime for start-up checks: {0}")]
     Runtime(std::io::Error),
     #[error("cannot listen with TLS: {0}")]
-    Tls(String),
+    Tls(#[from] TlsError),
+    #[error("cannot handle SIGHUP: {0}")]
+    Signal(std::io::Error),
 }
 
 /// Prepares everything `run` needs, checking providers once: an issuer mismatch stops start-up;
@@ -67,13 +72,20 @@ pub fn prepare(config: Config) -> Result<(Arc<ArcSwap<GatewayState>>, Metrics), 
     Ok((Arc::new(ArcSwap::from_pointee(state)), metrics))
 }
 
-/// Runs the gateway until a signal stops the process. Never returns on success.
-pub fn run(state: Arc<ArcSwap<GatewayState>>, metrics: Metrics) -> Result<(), StartError> {
+/// Runs the gateway until a signal stops the process. Never returns on success. SIGHUP re-reads
+/// `config_path` (none for the demo, which has no file).
+pub fn run(
+    state: Arc<ArcSwap<GatewayState>>,
+    metrics: Metrics,
+    config_path: Option<PathBuf>,
+) -> Result<(), StartError> {
     let current = state.load_full();
     let server_cfg = &current.config.server;
     let conf = ServerConf {
         threads: server_cfg.threads,
-        // Pingora waits 300 s after SIGTERM by default; a few seconds drain in-flight requests.
+        // SIGTERM: pingora stops accepting after the grace period, then gives requests in flight
+        // up to the shutdown timeout to finish (its default would wait 300 s; systemd's
+        // TimeoutStopSec=15 must stay above the sum).
         grace_period_seconds: Some(1),
         graceful_shutdown_timeout_seconds: Some(5),
         ..ServerConf::default()
@@ -87,16 +99,24 @@ pub fn run(state: Arc<ArcSwap<GatewayState>>, metrics: Metrics) -> Result<(), St
         "oidc-gateway proxy",
     );
     let listen = server_cfg.listen.to_string();
-    match &server_cfg.tls {
-        Some(tls) => {
-            let mut settings =
-                pingora::listeners::tls::TlsSettings::intermediate(&tls.cert_file, &tls.key_file)
-                    .map_err(|e| StartError::Tls(e.to_string()))?;
+    let listener_cert = match &server_cfg.tls {
+        Some(files) => {
+            // Our own resolver instead of pingora's file loading (which panics on a bad file):
+            // errors name the file, and a reload can swap a renewed certificate in.
+            let cert = Arc::new(ListenerCert::load(files)?);
+            // `intermediate` only records the paths; with a resolver set they are never read.
+            let mut settings = pingora::listeners::tls::TlsSettings::intermediate("", "")
+                .map_err(|e| StartError::Tls(TlsError::Config(e.to_string())))?;
+            settings.set_cert_resolver(cert.clone());
             settings.enable_h2();
             proxy.add_tls_with_settings(&listen, None, settings);
+            Some(cert)
         }
-        None => proxy.add_tcp(&listen),
-    }
+        None => {
+            proxy.add_tcp(&listen);
+            None
+        }
+    };
     server.add_service(proxy);
 
     if let Some(admin_addr) = current.config.admin.listen {
@@ -110,30 +130,26 @@ pub fn run(state: Arc<ArcSwap<GatewayState>>, metrics: Metrics) -> Result<(), St
         admin.add_tcp(&admin_addr.to_string());
         server.add_service(admin);
     }
-    server.add_service(background_service("providers", ProviderLoader { state }));
+    let (generation, generation_rx) = tokio::sync::watch::channel(0u64);
+    server.add_service(background_service(
+        "providers",
+        ProviderSupervisor {
+            state: state.clone(),
+            generation: generation_rx,
+        },
+    ));
+    reload::claim_sighup().map_err(StartError::Signal)?;
+    server.add_service(background_service(
+        "reload",
+        Reloader {
+            config_path,
+            state,
+            metrics,
+            listener_cert,
+            generation,
+        },
+    ));
     tracing::info!(listen = %server_cfg.listen, public_url = %server_cfg.public_origin, "oidc-gateway serving");
     drop(current);
     server.run_forever()
-}
-
-/// Loads every provider and keeps it fresh until shutdown.
-struct ProviderLoader {
-    state: Arc<ArcSwap<GatewayState>>,
-}
-
-#[async_trait]
-impl BackgroundService for ProviderLoader {
-    async fn start(&self, shutdown: ShutdownWatch) {
-        let state = self.state.load_full();
-        let mut tasks = Vec::new();
-        for provider in state.providers.clone() {
-            let watch = shutdown.clone();
-            tasks.push(tokio::spawn(async move {
-                provider.keep_loaded(|| *watch.borrow()).await;
-            }));
-        }
-        for t in tasks {
-            let _ = t.await;
-        }
-    }
 }

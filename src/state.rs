@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use crate::assertion::{AssertionError, AssertionSigner};
 use crate::bearer::BearerVerifier;
+use pingora::utils::tls::WrappedX509;
+
 use crate::claims::ClaimPath;
 use crate::config::{Config, RouteConfig};
 use crate::metrics::Metrics;
@@ -13,6 +15,7 @@ use crate::oidc::client_auth::ClientAuthError;
 use crate::oidc::Provider;
 use crate::routing::RouteTable;
 use crate::session::Codec;
+use crate::tls::{upstream_ca, TlsError};
 
 /// The gateway's request-time state.
 pub struct GatewayState {
@@ -32,6 +35,9 @@ pub struct GatewayState {
     /// Per route (by `RouteConfig::index`): the upstream address, resolved once at start-up so
     /// that no request waits on DNS.
     upstreams: Vec<SocketAddr>,
+    /// Per route: the CA certificates its https upstream is verified against (`None`: the
+    /// system roots), parsed once into the form pingora's connector takes.
+    upstream_cas: Vec<Option<Arc<[WrappedX509]>>>,
 }
 
 /// Why the state could not be built.
@@ -47,15 +53,30 @@ pub enum StateError {
         address: String,
         reason: String,
     },
+    #[error("route {route}: CA file: {source}")]
+    Ca { route: String, source: TlsError },
 }
 
 impl GatewayState {
     /// Builds the state; fails only when a private key cannot be used.
     pub fn new(config: Config, metrics: &Metrics) -> Result<GatewayState, StateError> {
+        GatewayState::reusing(config, metrics, &[])
+    }
+
+    /// Builds the state for a reload: a provider whose settings are unchanged is taken over from
+    /// `previous` as it is (its discovery and keys stay loaded); the others start empty.
+    pub fn reusing(
+        config: Config,
+        metrics: &Metrics,
+        previous: &[Arc<Provider>],
+    ) -> Result<GatewayState, StateError> {
         let providers = config
             .providers
             .iter()
-            .map(|p| Provider::new(p.clone(), metrics.clone()).map(Arc::new))
+            .map(|p| match previous.iter().find(|old| *old.cfg == **p) {
+                Some(old) => Ok(old.clone()),
+                None => Provider::new(p.clone(), metrics.clone()).map(Arc::new),
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let mut strip: Vec<String> = Vec::new();
         let mut kept_paths = vec![Vec::new(); config.providers.len()];
@@ -95,10 +116,28 @@ impl GatewayState {
             .as_ref()
             .map(|k| AssertionSigner::new(k, &config.server.public_origin))
             .transpose()?;
+        let mut upstream_cas = Vec::with_capacity(config.routes.len());
+        for route in &config.routes {
+            let certs = route
+                .upstream
+                .ca
+                .as_ref()
+                .or(config.server.upstream_ca.as_ref())
+                .filter(|_| route.upstream.tls);
+            let ca = match certs {
+                Some(c) => Some(upstream_ca(c).map_err(|source| StateError::Ca {
+                    route: route.name.clone(),
+                    source,
+                })?),
+                None => None,
+            };
+            upstream_cas.push(ca);
+        }
         Ok(GatewayState {
             bearer,
             assertions,
             upstreams,
+            upstream_cas,
             routes: RouteTable::new(config.routes.clone()),
             codec: Codec::new(config.session.keys.expose()),
             providers,
@@ -123,6 +162,11 @@ impl GatewayState {
     /// The resolved upstream address of a route.
     pub fn upstream_addr(&self, route: &RouteConfig) -> Option<SocketAddr> {
         self.upstreams.get(route.index).copied()
+    }
+
+    /// The CA certificates a route's https upstream must chain to, when not the system roots.
+    pub fn upstream_ca(&self, route: &RouteConfig) -> Option<Arc<[WrappedX509]>> {
+        self.upstream_cas.get(route.index).cloned().flatten()
     }
 
     /// The provider index of a provider name.

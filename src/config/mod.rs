@@ -55,7 +55,13 @@ pub struct ServerConfig {
     pub upstream_read_timeout: Duration,
     /// Signs `X-Auth-Assertion` on routes with `assertion = true`; served at `/oauth2/jwks.json`.
     pub assertion_key: Option<PrivateKey>,
+    /// `upstream_ca_file`: CA certificates (DER) for https upstreams without their own
+    /// `ca_file`; `None` means the system roots.
+    pub upstream_ca: Option<CaCerts>,
 }
+
+/// The certificates (DER) of a CA file, read and checked once.
+pub type CaCerts = Arc<Vec<Vec<u8>>>;
 
 /// Certificate and key for TLS on the proxy listener.
 #[derive(Debug, Clone)]
@@ -102,7 +108,7 @@ pub struct SessionConfig {
 }
 
 /// How the gateway authenticates itself at the token endpoint.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum ClientAuth {
     SecretBasic(Secret<String>),
     SecretPost(Secret<String>),
@@ -110,7 +116,7 @@ pub enum ClientAuth {
 }
 
 /// A private signing key (`private_key_jwt`, identity assertions), loaded and checked at start-up.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PrivateKey {
     pub pem: Secret<String>,
     pub alg: crate::keygen::JwkAlg,
@@ -125,8 +131,9 @@ pub enum ExpiresInUnit {
     Milliseconds,
 }
 
-/// `[providers.NAME]`
-#[derive(Debug)]
+/// `[providers.NAME]`. `PartialEq` lets a reload keep a provider whose settings did not change
+/// (with its loaded discovery and keys) instead of fetching them again.
+#[derive(Debug, PartialEq)]
 pub struct ProviderConfig {
     pub name: String,
     /// Exactly as configured: ID tokens and discovery must name this issuer.
@@ -167,6 +174,8 @@ pub struct Upstream {
     pub sni: String,
     /// The configured URL, for logs and errors.
     pub url: String,
+    /// The route's `ca_file`: the only CAs its certificate may come from.
+    pub ca: Option<CaCerts>,
 }
 
 /// One identity header and the claim paths it is taken from (first present wins).

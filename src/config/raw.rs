@@ -39,6 +39,7 @@ pub struct RawServer {
     pub upstream_read_timeout: Option<String>,
     pub assertion_key_file: Option<String>,
     pub assertion_key_alg: Option<String>,
+    pub upstream_ca_file: Option<String>,
 }
 
 /// `[admin]`
@@ -100,6 +101,7 @@ pub struct RawRoute {
     pub auth: Option<String>,
     pub strip_prefix: Option<bool>,
     pub allow_insecure_http: Option<bool>,
+    pub ca_file: Option<String>,
     pub headers: Option<BTreeMap<String, OneOrMany>>,
     pub require: Option<BTreeMap<String, OneOrMany>>,
     pub bearer: Option<bool>,

@@ -520,6 +520,10 @@ impl Validator<'_> {
             Duration::from_secs(60),
         );
         let assertion_key = self.assertion_key(s);
+        let upstream_ca = s
+            .upstream_ca_file
+            .as_ref()
+            .and_then(|f| self.ca_file("server.upstream_ca_file", f));
         let public_url = public_url?;
         let public_origin = public_url.origin().ascii_serialization();
         Some(ServerConfig {
@@ -536,7 +540,20 @@ impl Validator<'_> {
             upstream_connect_timeout,
             upstream_read_timeout,
             assertion_key,
+            upstream_ca,
         })
+    }
+
+    /// A PEM file of CA certificates, every one of which must parse.
+    fn ca_file(&mut self, key: &str, value: &str) -> Option<CaCerts> {
+        let file = self.string(key, value)?;
+        match crate::tls::read_certificates(&self.path(&file)) {
+            Ok(certs) => Some(Arc::new(certs.into_iter().map(|c| c.to_vec()).collect())),
+            Err(e) => {
+                self.error(key, e.to_string());
+                None
+            }
+        }
     }
 
     fn session(&mut self, raw: &RawConfig, server: Option<&ServerConfig>) -> Option<SessionConfig> {
@@ -1010,7 +1027,17 @@ impl Validator<'_> {
         let upstream = match &r.upstream {
             Some(u) => self
                 .url(&k("upstream"), u, allow_insecure, &format!("route[{i}]."))
-                .and_then(|url| self.upstream(&k("upstream"), url)),
+                .and_then(|url| self.upstream(&k("upstream"), url))
+                .map(|mut up| {
+                    if let Some(f) = &r.ca_file {
+                        if up.tls {
+                            up.ca = self.ca_file(&k("ca_file"), f);
+                        } else {
+                            self.error(&k("ca_file"), "is only for https:// upstreams");
+                        }
+                    }
+                    up
+                }),
             None => {
                 self.error(&k("upstream"), "is required");
                 None
@@ -1223,6 +1250,7 @@ impl Validator<'_> {
             tls,
             sni: host.trim_matches(['[', ']']).to_owned(),
             url: url.as_str().trim_end_matches('/').to_owned(),
+            ca: None,
         })
     }
 

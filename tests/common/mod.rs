@@ -57,6 +57,12 @@ pub struct Options {
     pub port: Option<u16>,
     /// `server.public_url` (default: the gateway's own origin), e.g. an nginx in front of it.
     pub public_url: Option<String>,
+    /// Extra command-line arguments for `oidc-gateway` (e.g. `--log-format json`).
+    pub extra_args: Vec<String>,
+    /// Files written into the config directory before the gateway starts (certificates, keys).
+    pub files: Vec<(String, Vec<u8>)>,
+    /// The gateway listens with TLS: `public_url` and `Gateway::base` are `https://`.
+    pub https: bool,
 }
 
 pub const DEFAULT_ROUTES: &str = r#"
@@ -102,6 +108,9 @@ impl Default for Options {
             start_provider: true,
             port: None,
             public_url: None,
+            extra_args: Vec::new(),
+            files: Vec::new(),
+            https: false,
         }
     }
 }
@@ -151,6 +160,16 @@ impl Gateway {
         }
         last
     }
+
+    /// Sends a signal (`"HUP"`, `"TERM"`) to the gateway process with kill(1).
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{name} failed");
+    }
 }
 
 impl Env {
@@ -162,11 +181,15 @@ impl Env {
     /// Starts everything.
     pub async fn with(opts: Options) -> Env {
         let dir = tempfile::tempdir().expect("tempdir");
+        for (name, content) in &opts.files {
+            std::fs::write(dir.path().join(name), content).expect("write file");
+        }
         let gateway_port = opts.port.unwrap_or_else(free_port);
+        let scheme = if opts.https { "https" } else { "http" };
         let public = opts
             .public_url
             .clone()
-            .unwrap_or_else(|| format!("http://127.0.0.1:{gateway_port}"));
+            .unwrap_or_else(|| format!("{scheme}://127.0.0.1:{gateway_port}"));
         let redirect_uri = format!("{public}/oauth2/callback");
         let (auth, provider_auth_toml) = match opts.auth {
             Auth::Basic => (
@@ -253,12 +276,16 @@ jwks_min_refetch_interval = "1s"
             session_extra = opts.session_extra,
             provider_extra = opts.provider_extra,
         );
-        let gateway = spawn_gateway(
+        let gateway = spawn_gateway_with(
             dir.path(),
             &config_text,
             gateway_port,
             admin_port,
-            opts.start_provider,
+            &Spawn {
+                wait_ready: opts.start_provider,
+                args: opts.extra_args.clone(),
+                https: opts.https,
+            },
         );
         Env {
             provider,
@@ -296,6 +323,11 @@ jwks_min_refetch_interval = "1s"
     /// A URL on the gateway.
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.gateway.base)
+    }
+
+    /// Replaces the gateway's config file (the one `run` was given) with `text`.
+    pub fn rewrite_config(&self, text: &str) {
+        std::fs::write(self.dir.path().join("gateway.toml"), text).expect("write config");
     }
 
     /// A second gateway process on the same provider and upstream with other cookie keys.
@@ -355,6 +387,17 @@ fn replace_admin(text: &str, admin_port: u16) -> String {
     out
 }
 
+/// How to start the gateway process.
+#[derive(Debug, Clone, Default)]
+pub struct Spawn {
+    /// Wait for `/readyz` (else `/healthz`).
+    pub wait_ready: bool,
+    /// Extra command-line arguments.
+    pub args: Vec<String>,
+    /// The proxy listener speaks TLS.
+    pub https: bool,
+}
+
 /// Writes the config and starts `oidc-gateway run`, waiting until it serves (and, when the
 /// provider is up, until it is ready).
 pub fn spawn_gateway(
@@ -364,11 +407,33 @@ pub fn spawn_gateway(
     admin_port: u16,
     wait_ready: bool,
 ) -> Gateway {
+    spawn_gateway_with(
+        dir,
+        config_text,
+        port,
+        admin_port,
+        &Spawn {
+            wait_ready,
+            ..Spawn::default()
+        },
+    )
+}
+
+/// `spawn_gateway` with extra arguments and TLS.
+pub fn spawn_gateway_with(
+    dir: &Path,
+    config_text: &str,
+    port: u16,
+    admin_port: u16,
+    spawn: &Spawn,
+) -> Gateway {
+    let wait_ready = spawn.wait_ready;
     let config = dir.join("gateway.toml");
     std::fs::write(&config, config_text).expect("write config");
     let log = dir.join(format!("gateway-{port}.log"));
     let log_file = std::fs::File::create(&log).expect("log file");
     let child = Command::new(env!("CARGO_BIN_EXE_oidc-gateway"))
+        .args(&spawn.args)
         .args(["run", "--config"])
         .arg(&config)
         .env(
@@ -382,7 +447,10 @@ pub fn spawn_gateway(
     let gw = Gateway {
         child,
         dir: None,
-        base: format!("http://127.0.0.1:{port}"),
+        base: format!(
+            "{}://127.0.0.1:{port}",
+            if spawn.https { "https" } else { "http" }
+        ),
         admin: format!("http://127.0.0.1:{admin_port}"),
         log,
         port,
@@ -490,6 +558,16 @@ impl Default for Browser {
 }
 
 impl Browser {
+    /// A browser over a client of the test's making (e.g. one that trusts a test CA); redirects
+    /// must be off.
+    pub fn with_client(client: reqwest::Client) -> Browser {
+        Browser {
+            client,
+            cookies: BTreeMap::new(),
+            accept_html: true,
+        }
+    }
+
     pub fn new() -> Browser {
         Browser {
             client: reqwest::Client::builder()
