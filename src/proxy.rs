@@ -127,7 +127,9 @@ impl ProxyHttp for Gateway {
         peer.options.total_connection_timeout = Some(server.upstream_connect_timeout);
         peer.options.read_timeout = Some(server.upstream_read_timeout);
         // A configured CA file replaces the system roots for this upstream.
-        peer.options.ca = state.upstream_ca(route);
+        let (ca, trust) = state.upstream_ca(route);
+        peer.options.ca = ca;
+        peer.group_key = trust;
         ctx.upstream_started.get_or_insert_with(Instant::now);
         Ok(Box::new(peer))
     }

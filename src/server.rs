@@ -7,9 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use async_trait::async_trait;
 use pingora::server::configuration::ServerConf;
-use pingora::server::Server;
-use pingora::services::background::background_service;
+use pingora::server::{Server, ShutdownWatch};
+use pingora::services::background::{background_service, BackgroundService};
 use pingora::services::listening::Service;
 
 use crate::admin::Admin;
@@ -83,11 +84,11 @@ pub fn run(
     let server_cfg = &current.config.server;
     let conf = ServerConf {
         threads: server_cfg.threads,
-        // SIGTERM: pingora stops accepting after the grace period, then gives requests in flight
-        // up to the shutdown timeout to finish (its default would wait 300 s; systemd's
-        // TimeoutStopSec=15 must stay above the sum).
-        grace_period_seconds: Some(1),
-        graceful_shutdown_timeout_seconds: Some(5),
+        // SIGTERM: pingora stops accepting at once, then sleeps the grace period while requests
+        // in flight go on, then drops whatever is left with its runtimes. So the grace period
+        // is the drain time; `Drain` below exits as soon as nothing is in flight any more.
+        grace_period_seconds: Some(server_cfg.drain_timeout.as_secs_f64().ceil().max(1.0) as u64),
+        graceful_shutdown_timeout_seconds: Some(2),
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
@@ -138,6 +139,12 @@ pub fn run(
             generation: generation_rx,
         },
     ));
+    server.add_service(background_service(
+        "drain",
+        Drain {
+            metrics: metrics.clone(),
+        },
+    ));
     reload::claim_sighup().map_err(StartError::Signal)?;
     server.add_service(background_service(
         "reload",
@@ -152,4 +159,38 @@ pub fn run(
     tracing::info!(listen = %server_cfg.listen, public_url = %server_cfg.public_origin, "oidc-gateway serving");
     drop(current);
     server.run_forever()
+}
+
+/// Ends the process once a graceful shutdown (SIGTERM) has no request left in flight, instead of
+/// always sleeping pingora's whole grace period: a restart then takes as long as the slowest
+/// request, not `drain_timeout`.
+struct Drain {
+    metrics: Metrics,
+}
+
+#[async_trait]
+impl BackgroundService for Drain {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        while !*shutdown.borrow() {
+            if shutdown.changed().await.is_err() {
+                return;
+            }
+        }
+        let in_flight = &self.metrics.requests_in_flight;
+        tracing::info!(
+            in_flight = in_flight.get(),
+            "SIGTERM: no new connections; waiting for requests in flight"
+        );
+        // The listeners have stopped accepting; poll until the last request has been answered
+        // (pingora ends the process itself when the grace period runs out first).
+        // Two quiet polls in a row: a connection accepted just before the listener closed has
+        // had time to become a counted request.
+        let mut quiet = 0;
+        while quiet < 2 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            quiet = if in_flight.get() > 0 { 0 } else { quiet + 1 };
+        }
+        tracing::info!("drained: no request in flight; exiting");
+        std::process::exit(0);
+    }
 }

@@ -37,7 +37,7 @@ pub struct GatewayState {
     upstreams: Vec<SocketAddr>,
     /// Per route: the CA certificates its https upstream is verified against (`None`: the
     /// system roots), parsed once into the form pingora's connector takes.
-    upstream_cas: Vec<Option<Arc<[WrappedX509]>>>,
+    upstream_cas: Vec<Option<(Arc<[WrappedX509]>, u64)>>,
 }
 
 /// Why the state could not be built.
@@ -125,10 +125,13 @@ impl GatewayState {
                 .or(config.server.upstream_ca.as_ref())
                 .filter(|_| route.upstream.tls);
             let ca = match certs {
-                Some(c) => Some(upstream_ca(c).map_err(|source| StateError::Ca {
-                    route: route.name.clone(),
-                    source,
-                })?),
+                Some(c) => {
+                    let parsed = upstream_ca(c).map_err(|source| StateError::Ca {
+                        route: route.name.clone(),
+                        source,
+                    })?;
+                    Some((parsed, trust_key(c)))
+                }
                 None => None,
             };
             upstream_cas.push(ca);
@@ -164,15 +167,36 @@ impl GatewayState {
         self.upstreams.get(route.index).copied()
     }
 
-    /// The CA certificates a route's https upstream must chain to, when not the system roots.
-    pub fn upstream_ca(&self, route: &RouteConfig) -> Option<Arc<[WrappedX509]>> {
-        self.upstream_cas.get(route.index).cloned().flatten()
+    /// The CA certificates a route's https upstream must chain to (`None`: the system roots),
+    /// and a key naming that set of CAs for the connection pool.
+    pub fn upstream_ca(&self, route: &RouteConfig) -> (Option<Arc<[WrappedX509]>>, u64) {
+        match self.upstream_cas.get(route.index) {
+            Some(Some((ca, key))) => (Some(ca.clone()), *key),
+            _ => (None, 0),
+        }
     }
 
     /// The provider index of a provider name.
     pub fn provider_index(&self, name: &str) -> Option<usize> {
         self.providers.iter().position(|p| p.name() == name)
     }
+}
+
+/// Pingora pools upstream connections by address and SNI, not by the CAs that verified them:
+/// this key (hashed into the pool key as the peer's `group_key`) keeps a connection verified
+/// under one set of CAs from serving a route, or a reloaded config, that trusts another.
+fn trust_key(certs: &[Vec<u8>]) -> u64 {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for c in certs {
+        h.update((c.len() as u64).to_be_bytes());
+        h.update(c);
+    }
+    let digest = h.finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    // Never 0, which stands for the system roots.
+    u64::from_be_bytes(first).max(1)
 }
 
 /// Lower case, `_` as `-`: how proxies and CGI-style apps may read a header name.

@@ -58,6 +58,8 @@ pub struct ServerConfig {
     /// `upstream_ca_file`: CA certificates (DER) for https upstreams without their own
     /// `ca_file`; `None` means the system roots.
     pub upstream_ca: Option<CaCerts>,
+    /// On SIGTERM, how long requests in flight may take to finish before the process exits.
+    pub drain_timeout: Duration,
 }
 
 /// The certificates (DER) of a CA file, read and checked once.

@@ -40,6 +40,7 @@ pub struct RawServer {
     pub assertion_key_file: Option<String>,
     pub assertion_key_alg: Option<String>,
     pub upstream_ca_file: Option<String>,
+    pub drain_timeout: Option<String>,
 }
 
 /// `[admin]`

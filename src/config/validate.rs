@@ -520,6 +520,14 @@ impl Validator<'_> {
             Duration::from_secs(60),
         );
         let assertion_key = self.assertion_key(s);
+        let drain_timeout = self.duration(
+            "server.drain_timeout",
+            &s.drain_timeout,
+            Duration::from_secs(10),
+        );
+        if drain_timeout > Duration::from_secs(3600) {
+            self.error("server.drain_timeout", "must be at most 1h");
+        }
         let upstream_ca = s
             .upstream_ca_file
             .as_ref()
@@ -541,6 +549,7 @@ impl Validator<'_> {
             upstream_read_timeout,
             assertion_key,
             upstream_ca,
+            drain_timeout,
         })
     }
 
