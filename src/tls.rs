@@ -1,11 +1,12 @@
 //! TLS: the proxy listener's certificate and the CA files that upstream certificates are checked
 //! against.
 //!
-//! The listener uses a rustls config built here rather than pingora's `TlsSettings::intermediate`,
-//! which panics inside the server when a file is bad: here a bad file is an error naming it, and
-//! the certificate sits behind an `ArcSwap` so that a reload (SIGHUP) can swap in a renewed one
-//! without dropping the listener. Always the `ring` provider, like pingora's own connector.
-//! This module reads files; it never logs key material.
+//! The listener's certificate is served by `ListenerCert`, a rustls certificate resolver, rather
+//! than loaded by pingora from the file names (which panics inside the server when a file is
+//! bad): here a bad file is an error naming it, and the certificate sits behind an `ArcSwap` so
+//! that a reload (SIGHUP) can swap in a renewed one without dropping the listener. Keys are
+//! parsed with the `ring` provider, the one pingora installs. This module reads files; it never
+//! logs key material.
 
 use std::path::Path;
 use std::sync::Arc;

@@ -246,3 +246,32 @@ fn an_unreadable_assertion_key_is_an_error() {
     );
     assert_eq!(keys(&text), ["server.assertion_key_file"]);
 }
+
+#[test]
+fn ca_files_are_checked_and_only_for_https_upstreams() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("not-a-ca.pem"), "hello\n").unwrap();
+    let text = MINIMAL.replace(
+        "upstream = \"http://127.0.0.1:3000\"",
+        "upstream = \"http://127.0.0.1:3000\"\nca_file = \"ca.pem\"\n\n[[route]]\npath = \"/tls\"\nupstream = \"https://app.internal\"\nca_file = \"not-a-ca.pem\"",
+    );
+    let text = text.replace(
+        "[session]",
+        "upstream_ca_file = \"missing.pem\"\ndrain_timeout = \"2h\"\n\n[session]",
+    );
+    let found: Vec<String> = match parse_str(&text, Some(dir.path())) {
+        Ok(_) => Vec::new(),
+        Err(p) => p.0.into_iter().map(|p| p.key).collect(),
+    };
+    for key in [
+        "route[0].ca_file",
+        "route[1].ca_file",
+        "server.upstream_ca_file",
+        "server.drain_timeout",
+    ] {
+        assert!(found.iter().any(|k| k == key), "{key} not in {found:?}");
+    }
+    let c = parse_str(MINIMAL, None).unwrap();
+    assert_eq!(c.server.drain_timeout, Duration::from_secs(10));
+    assert!(c.server.upstream_ca.is_none());
+}
