@@ -48,5 +48,5 @@ pub fn refresh_failed(
     error: &dyn Display,
 ) {
     metrics.auth_event(provider, AuthEvent::RefreshFailed);
-    tracing::warn!(target: "audit", event = "refresh_failed", provider, sub, reason, error = %error, "session refresh failed");
+    tracing::warn!(target: "audit", event = "refresh_failed", provider, sub, reason, error = %error, "refresh failed");
 }

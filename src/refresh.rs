@@ -19,9 +19,10 @@ use moka::future::Cache;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use crate::audit;
 use crate::claims::{retain_for, ClaimPath, Claims};
 use crate::error::LoginFailure;
-use crate::metrics::{AuthEvent, Metrics};
+use crate::metrics::Metrics;
 use crate::oidc::flow::Tokens;
 use crate::oidc::Provider;
 use crate::session::Session;
@@ -95,16 +96,23 @@ impl Refresher {
         let settled = self
             .outcomes
             .try_get_with(key, async {
-                match provider.refresh_tokens(refresh_token, &session.claims).await {
+                match provider
+                    .refresh_tokens(refresh_token, &session.claims)
+                    .await
+                {
                     Ok(r) => {
                         let fresh = renewed(provider, kept_paths, session, r, now);
-                        metrics.auth_event(provider.name(), AuthEvent::Refreshed);
-                        tracing::info!(target: "audit", event = "refreshed", provider = provider.name(), sub = session.subject(), "session refreshed");
+                        audit::refreshed(metrics, provider.name(), session.subject());
                         Ok(Settled::Refreshed(Arc::new(fresh)))
                     }
                     Err(e) => {
-                        metrics.auth_event(provider.name(), AuthEvent::RefreshFailed);
-                        tracing::warn!(target: "audit", event = "refresh_failed", provider = provider.name(), sub = session.subject(), reason = e.reason(), error = %e, "refresh failed");
+                        audit::refresh_failed(
+                            metrics,
+                            provider.name(),
+                            session.subject(),
+                            e.reason(),
+                            &e,
+                        );
                         match e.failure() {
                             LoginFailure::Unavailable => Err(RefreshError::Unavailable),
                             _ => Ok(Settled::Rejected(e.reason())),

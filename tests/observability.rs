@@ -42,9 +42,13 @@ fn routes_with_a_dead_upstream() -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn counters_follow_logins_failures_forbidden_and_logouts() {
+async fn counters_follow_logins_failures_forbidden_refreshes_and_logouts() {
+    // Provider tokens that expire at once: the gateway refreshes them after
+    // MIN_TOKEN_LIFETIME_SECS.
     let env = Env::with(Options {
         routes: routes_with_a_dead_upstream(),
+        access_token_lifetime: std::time::Duration::from_secs(1),
+        id_token_lifetime: std::time::Duration::from_secs(1),
         ..Default::default()
     })
     .await;
@@ -64,6 +68,12 @@ async fn counters_follow_logins_failures_forbidden_and_logouts() {
     let down = alice.get(&env.url("/down/x")).await;
     assert_eq!(down.status, StatusCode::BAD_GATEWAY);
     assert!(down.body.contains("not answering"), "{}", down.body);
+    // A refresh: alice's tokens have expired, her next request refreshes them first.
+    tokio::time::sleep(std::time::Duration::from_secs(
+        oidc_gateway::refresh::MIN_TOKEN_LIFETIME_SECS + 1,
+    ))
+    .await;
+    assert_eq!(alice.get(&env.url("/")).await.status, StatusCode::OK);
     alice.get(&env.url("/oauth2/logout")).await;
     let text = scrape(&env).await;
     let ev = |e: &str| {
@@ -77,6 +87,11 @@ async fn counters_follow_logins_failures_forbidden_and_logouts() {
     assert_eq!(ev("login_failed"), 1.0);
     assert_eq!(ev("forbidden"), 1.0);
     assert_eq!(ev("logout"), 1.0);
+    // At least alice's refresh; on a slow machine bob's or alice's earlier requests may already
+    // have been due too.
+    let refreshed = ev("refreshed");
+    assert!(refreshed >= 1.0, "{text}");
+    assert_eq!(ev("refresh_failed"), 0.0);
     assert_eq!(
         metric(
             &text,
@@ -89,7 +104,7 @@ async fn counters_follow_logins_failures_forbidden_and_logouts() {
             &text,
             "oidc_gateway_requests_total{route=\"app\",status=\"200\"}"
         ),
-        2.0
+        3.0
     );
     assert!(
         metric(
@@ -118,24 +133,25 @@ async fn counters_follow_logins_failures_forbidden_and_logouts() {
         ),
         1.0
     );
-    // The upstream answered for every proxied request of the app route (2 logins landing).
+    // The upstream answered for every proxied request of the app route (2 logins landing, the
+    // refreshed request).
     assert_eq!(
         metric(
             &text,
             "oidc_gateway_upstream_duration_seconds_count{route=\"app\"}"
         ),
-        2.0,
+        3.0,
         "{text}"
     );
     // Nothing is in flight but the scrape's own admin request, which the proxy does not count.
     assert_eq!(metric(&text, "oidc_gateway_requests_in_flight"), 0.0);
-    // One session written per successful login.
+    // One session written per successful login and per refresh.
     assert_eq!(
         metric(
             &text,
             "oidc_gateway_session_cookie_bytes_count{provider=\"dev\"}"
         ),
-        2.0
+        2.0 + refreshed
     );
     assert!(
         metric(
