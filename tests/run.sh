@@ -11,6 +11,8 @@ command -v cmake >/dev/null 2>&1 || need_apt+=(cmake)   # pingora's zlib-ng buil
 [ -x /usr/bin/chromedriver ] || need_apt+=(chromium-driver)
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs npm)
 [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null 2>&1 || need_apt+=(nginx)   # tests/nginx.rs (auth_request)
+# tests/systemd.rs checks the unit with systemd-analyze.
+command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "== installing ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
