@@ -20,11 +20,22 @@ pub const CLIENT_ID: &str = "gateway";
 pub const CLIENT_SECRET: &str = "test-client-secret-3f9a";
 
 /// A free loopback port (bound then released: good enough for tests on one machine).
+///
+/// Never hands out the same port twice in one test process: pingora listens with port reuse,
+/// so two gateways of parallel tests could otherwise share a port that was free for both.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// How the gateway authenticates at the provider in a test.
