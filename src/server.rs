@@ -89,6 +89,10 @@ pub fn run(
         // is the drain time; `Drain` below exits as soon as nothing is in flight any more.
         grace_period_seconds: Some(server_cfg.drain_timeout.as_secs_f64().ceil().max(1.0) as u64),
         graceful_shutdown_timeout_seconds: Some(2),
+        // One single-threaded runtime per thread (pingora picks one at random per connection)
+        // instead of one work-stealing runtime: a request's hooks and its upstream I/O then
+        // stay on one thread, without cross-thread wake-ups (`benches/load.sh`, BENCHMARKS.md).
+        work_stealing: false,
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
