@@ -13,16 +13,14 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwapOption;
-use jsonwebtoken::jwk::{AlgorithmParameters, Jwk};
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use jsonwebtoken::{Algorithm, Validation};
 use moka::future::Cache;
 use moka::Expiry;
-use openidconnect::core::CoreJsonWebKeySet;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::claims::{retain_for, ClaimPath, Claims};
+use crate::jws::{JwsError, KeyRing};
 use crate::oidc::Provider;
 
 /// Validated tokens kept per provider; beyond this the least used are dropped.
@@ -53,14 +51,8 @@ pub struct BearerIdentity {
 pub struct BearerVerifier {
     /// Keyed by SHA-256 of the token, so the cache never holds a usable token.
     cache: Cache<[u8; 32], Arc<BearerIdentity>>,
-    /// The JWKS last converted to jsonwebtoken keys (converted again only when it changes).
-    keys: ArcSwapOption<DecodedKeys>,
-}
-
-struct DecodedKeys {
-    source: Arc<CoreJsonWebKeySet>,
-    /// (kid, key, family): keys without a kid are tried when the token names none.
-    keys: Vec<(Option<String>, DecodingKey, jsonwebtoken::AlgorithmFamily)>,
+    /// The provider's keys as jsonwebtoken keys.
+    keys: KeyRing,
 }
 
 /// Entries live until the token's `exp` (plus clock skew), never longer.
@@ -88,7 +80,7 @@ impl BearerVerifier {
                 .max_capacity(CACHE_CAPACITY)
                 .expire_after(UntilExp { skew })
                 .build(),
-            keys: ArcSwapOption::empty(),
+            keys: KeyRing::new(),
         }
     }
 
@@ -122,147 +114,54 @@ impl BearerVerifier {
 
     /// Full validation, with one rate-limited JWKS refetch when the `kid` is unknown.
     async fn validate(&self, provider: &Provider, token: &str) -> Result<Claims, BearerError> {
-        let header = jsonwebtoken::decode_header(token)
-            .map_err(|_| BearerError::Invalid("the access token is not a JWT"))?;
-        let algs = allowed_algs(provider);
-        if !algs.contains(&header.alg) {
+        let claims = self
+            .keys
+            .verify(provider, token, |alg| validation(provider, alg))
+            .await
+            .map_err(into_error)?;
+        if claims
+            .get("sub")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+        {
             return Err(BearerError::Invalid(
-                "the access token is signed with an algorithm that is not accepted",
+                "the access token lacks a required claim (exp, iss, aud, sub)",
             ));
         }
-        let validation = validation(provider, header.alg)?;
-        let keys = provider
-            .keys()
-            .await
-            .map_err(|e| BearerError::Unavailable(e.to_string()))?;
-        match check(
-            &self.decoded(keys),
-            header.kid.as_deref(),
-            token,
-            &validation,
-        ) {
-            Err(Check::UnknownKey) => match provider.refetch_keys().await {
-                Some(Ok(keys)) => check(
-                    &self.decoded(keys),
-                    header.kid.as_deref(),
-                    token,
-                    &validation,
-                )
-                .map_err(Check::into_error),
-                Some(Err(e)) => Err(BearerError::Unavailable(e.to_string())),
-                None => Err(Check::UnknownKey.into_error()),
-            },
-            other => other.map_err(Check::into_error),
-        }
+        Ok(claims)
     }
+}
 
-    /// The provider's keys as jsonwebtoken keys, converted once per JWKS.
-    fn decoded(&self, source: Arc<CoreJsonWebKeySet>) -> Arc<DecodedKeys> {
-        if let Some(cur) = self.keys.load_full() {
-            if Arc::ptr_eq(&cur.source, &source) {
-                return cur;
+fn into_error(e: JwsError) -> BearerError {
+    use jsonwebtoken::errors::ErrorKind as K;
+    BearerError::Invalid(match e {
+        JwsError::Unavailable(reason) => return BearerError::Unavailable(reason),
+        JwsError::Config(msg) => msg,
+        JwsError::NotJwt => "the access token is not a JWT",
+        JwsError::Algorithm => "the access token is signed with an algorithm that is not accepted",
+        JwsError::UnknownKey => "the access token is signed with an unknown key",
+        JwsError::Failed(e) => match e.kind() {
+            K::ExpiredSignature => "the access token expired",
+            K::ImmatureSignature => "the access token is not valid yet",
+            K::InvalidIssuer => "the access token has another issuer",
+            K::InvalidAudience => "the access token is not meant for this API (aud)",
+            K::InvalidSignature => "the access token signature is invalid",
+            K::MissingRequiredClaim(_) => {
+                "the access token lacks a required claim (exp, iss, aud, sub)"
             }
-        }
-        let decoded = Arc::new(decode_keys(source));
-        self.keys.store(Some(decoded.clone()));
-        decoded
-    }
-}
-
-/// Converts openidconnect's JWKS into jsonwebtoken keys. Keys jsonwebtoken cannot read and
-/// symmetric (`oct`) keys are skipped: a public JWKS must never make HS* forgeable.
-fn decode_keys(source: Arc<CoreJsonWebKeySet>) -> DecodedKeys {
-    let mut keys = Vec::new();
-    for k in source.keys() {
-        let Ok(jwk) = serde_json::to_value(k).and_then(serde_json::from_value::<Jwk>) else {
-            continue;
-        };
-        let family = match &jwk.algorithm {
-            AlgorithmParameters::RSA(_) => jsonwebtoken::AlgorithmFamily::Rsa,
-            AlgorithmParameters::EllipticCurve(_) => jsonwebtoken::AlgorithmFamily::Ec,
-            AlgorithmParameters::OctetKeyPair(_) => jsonwebtoken::AlgorithmFamily::Ed,
-            _ => continue,
-        };
-        if let Ok(key) = DecodingKey::from_jwk(&jwk) {
-            keys.push((jwk.common.key_id.clone(), key, family));
-        }
-    }
-    DecodedKeys { source, keys }
-}
-
-enum Check {
-    UnknownKey,
-    Failed(jsonwebtoken::errors::Error),
-}
-
-impl Check {
-    fn into_error(self) -> BearerError {
-        use jsonwebtoken::errors::ErrorKind as K;
-        BearerError::Invalid(match self {
-            Check::UnknownKey => "the access token is signed with an unknown key",
-            Check::Failed(e) => match e.kind() {
-                K::ExpiredSignature => "the access token expired",
-                K::ImmatureSignature => "the access token is not valid yet",
-                K::InvalidIssuer => "the access token has another issuer",
-                K::InvalidAudience => "the access token is not meant for this API (aud)",
-                K::InvalidSignature => "the access token signature is invalid",
-                K::MissingRequiredClaim(_) => {
-                    "the access token lacks a required claim (exp, iss, aud, sub)"
-                }
-                K::InvalidAlgorithm => "the access token algorithm does not fit its key",
-                _ => "the access token is invalid",
-            },
-        })
-    }
-}
-
-/// Verifies with the key named by `kid` (or every key of the right family when there is none).
-fn check(
-    keys: &DecodedKeys,
-    kid: Option<&str>,
-    token: &str,
-    validation: &Validation,
-) -> Result<Claims, Check> {
-    let family = validation
-        .algorithms
-        .first()
-        .map(|a| a.family())
-        .ok_or(Check::UnknownKey)?;
-    let candidates = keys
-        .keys
-        .iter()
-        .filter(|(k, _, f)| *f == family && (kid.is_none() || k.as_deref() == kid));
-    let mut last = None;
-    for (_, key, _) in candidates {
-        match jsonwebtoken::decode::<Value>(token, key, validation) {
-            Ok(data) => {
-                return match data.claims {
-                    Value::Object(map)
-                        if map
-                            .get("sub")
-                            .and_then(Value::as_str)
-                            .is_some_and(|s| !s.is_empty()) =>
-                    {
-                        Ok(map)
-                    }
-                    _ => Err(Check::Failed(
-                        jsonwebtoken::errors::ErrorKind::MissingRequiredClaim("sub".into()).into(),
-                    )),
-                };
-            }
-            Err(e) => last = Some(e),
-        }
-    }
-    Err(last.map(Check::Failed).unwrap_or(Check::UnknownKey))
+            K::InvalidAlgorithm => "the access token algorithm does not fit its key",
+            _ => "the access token is invalid",
+        },
+    })
 }
 
 /// Issuer, audience, times (with clock skew) and the one algorithm the header names.
-fn validation(provider: &Provider, alg: Algorithm) -> Result<Validation, BearerError> {
+fn validation(provider: &Provider, alg: Algorithm) -> Result<Validation, JwsError> {
     let audience = provider
         .cfg
         .audience
         .as_deref()
-        .ok_or(BearerError::Invalid("bearer tokens are not configured"))?;
+        .ok_or(JwsError::Config("bearer tokens are not configured"))?;
     let mut v = Validation::new(alg);
     v.leeway = provider.cfg.clock_skew.as_secs();
     v.validate_nbf = true;
@@ -270,30 +169,6 @@ fn validation(provider: &Provider, alg: Algorithm) -> Result<Validation, BearerE
     v.set_audience(&[audience]);
     v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
     Ok(v)
-}
-
-/// The provider's ID token algorithms that jsonwebtoken can verify with a public key: the
-/// configured `id_token_algs`, else the advertised list; RS256 when the list says nothing.
-fn allowed_algs(provider: &Provider) -> Vec<Algorithm> {
-    let names: Vec<String> = match (&provider.cfg.id_token_algs, provider.discovered()) {
-        (Some(list), _) => list.clone(),
-        (None, Some(d)) => d
-            .id_token_algs
-            .iter()
-            .filter_map(|a| serde_json::to_value(a).ok())
-            .filter_map(|v| v.as_str().map(str::to_owned))
-            .collect(),
-        (None, None) => Vec::new(),
-    };
-    let mut algs: Vec<Algorithm> = names
-        .iter()
-        .filter_map(|n| n.parse::<Algorithm>().ok())
-        .filter(|a| a.family() != jsonwebtoken::AlgorithmFamily::Hmac)
-        .collect();
-    if algs.is_empty() {
-        algs.push(Algorithm::RS256);
-    }
-    algs
 }
 
 /// The token of an `Authorization: Bearer` header (scheme compared case-insensitively, as

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use pingora::proxy::Session;
 
 use crate::audit;
+use crate::backchannel::{self, BackchannelError};
 use crate::claims::retain_for;
 use crate::config::{AuthMode, RouteConfig};
 use crate::error::LoginError;
@@ -15,9 +16,12 @@ use crate::oidc::flow::random_token;
 use crate::request::{cookie_headers, is_browser, query_param, safe_return_path};
 use crate::respond::{self, Reply};
 use crate::routing::normalize_path;
-use crate::session::cookies::{clear_session, delete_cookie, write_session};
+use crate::session::cookies::{clear_session, delete_cookie};
 use crate::session::login_state::{self, LoginState};
-use crate::session::{now, now_ms, RequestCookies, Session as UserSession};
+use crate::session::redis_store::Index;
+use crate::session::{
+    now, now_ms, LoadError, Loaded, RequestCookies, SaveError, Session as UserSession,
+};
 use crate::state::GatewayState;
 
 /// A gateway endpoint.
@@ -72,10 +76,10 @@ pub async fn handle(
     match endpoint {
         Endpoint::Callback => callback(state, metrics, session).await,
         Endpoint::SignIn => sign_in(state, metrics, session),
-        Endpoint::Logout => logout(state, metrics, session),
-        Endpoint::Userinfo => userinfo(state, session),
+        Endpoint::Logout => logout(state, metrics, session).await,
+        Endpoint::Userinfo => userinfo(state, session).await,
         Endpoint::Auth => forward_auth(state, metrics, session).await,
-        Endpoint::BackchannelLogout => respond::backchannel_unsupported(),
+        Endpoint::BackchannelLogout => backchannel_logout(state, metrics, session).await,
         Endpoint::Jwks => respond::jwks(
             state
                 .assertions
@@ -253,8 +257,22 @@ async fn callback(state: &Arc<GatewayState>, metrics: &Metrics, session: &mut Se
         id_token_hint: keep_hint.then_some(result.id_token),
     };
     let mut user = user;
-    let mut written = write_session(cfg, &state.codec, &user, &cookies, now);
-    if written.is_err() && user.id_token_hint.is_some() {
+    // Back-channel logout finds sessions by the provider's `sid` and by `sub`.
+    let sid = result
+        .claims
+        .get("sid")
+        .and_then(|v| v.as_str())
+        .map(str::to_owned);
+    let sub = user.subject().to_owned();
+    let mut indexes = vec![(Index::Sub, sub.as_str())];
+    if let Some(sid) = &sid {
+        indexes.push((Index::Sid, sid.as_str()));
+    }
+    let store = &state.store;
+    let mut written = store
+        .create(cfg, &state.codec, &user, &indexes, &cookies, now)
+        .await;
+    if matches!(written, Err(SaveError::TooLarge(_))) && user.id_token_hint.is_some() {
         // NHS ID tokens are large: rather than refuse the login, drop the logout hint (logout
         // then identifies the client by client_id alone, as RP-Initiated Logout allows).
         tracing::info!(
@@ -262,17 +280,25 @@ async fn callback(state: &Arc<GatewayState>, metrics: &Metrics, session: &mut Se
             "ID token too large to keep for logout; RP-initiated logout will send client_id only"
         );
         user.id_token_hint = None;
-        written = write_session(cfg, &state.codec, &user, &cookies, now);
+        written = store
+            .create(cfg, &state.codec, &user, &indexes, &cookies, now)
+            .await;
     }
     match written {
         Ok(cookies) => {
             metrics.session_written(provider.name(), &cookies);
             set.extend(cookies)
         }
-        Err(too_large) => {
+        Err(SaveError::TooLarge(too_large)) => {
             let e = LoginError::SessionTooLarge(too_large);
             tracing::error!(provider = provider.name(), sub = user.subject(), error = %e, "login succeeded at the provider but the session does not fit in cookies; keep fewer claims (route headers and rules) or raise session.max_chunks");
             return fail(metrics, provider.name(), &e, &retry).with_cookies(set);
+        }
+        Err(e) => {
+            // The user did log in at the provider; a retry works once the store is back.
+            tracing::warn!(provider = provider.name(), error = %e, "login could not be stored");
+            metrics.auth_event(provider.name(), AuthEvent::LoginFailed);
+            return respond::store_unavailable(true).with_cookies(set);
         }
     }
     audit::login_succeeded(metrics, provider.name(), user.subject());
@@ -285,7 +311,7 @@ fn fail(metrics: &Metrics, provider: &str, e: &LoginError, retry: &str) -> Reply
     respond::login_failed(e, retry)
 }
 
-fn logout(state: &GatewayState, metrics: &Metrics, session: &Session) -> Reply {
+async fn logout(state: &GatewayState, metrics: &Metrics, session: &Session) -> Reply {
     let cfg = &state.config.session;
     let req = session.req_header();
     let rd = safe_return_path(query_param(req.uri.query(), "rd").as_deref());
@@ -294,7 +320,18 @@ fn logout(state: &GatewayState, metrics: &Metrics, session: &Session) -> Reply {
         &cfg.cookie_name,
         cfg.max_chunks,
     );
-    let user = cookies.session(cfg, &state.codec).ok();
+    let loaded = match state.store.load(cfg, &state.codec, &cookies).await {
+        Ok(l) => Some(l),
+        Err(LoadError::Miss(_)) => None,
+        // The session cannot be ended server-side now: say so rather than pretend, and keep
+        // the cookie so that logging out again works once the store is back.
+        Err(LoadError::Unavailable(_)) => return respond::store_unavailable(true),
+    };
+    if let Some(l) = &loaded {
+        if state.store.remove(&l.handle).await.is_err() {
+            return respond::store_unavailable(true);
+        }
+    }
     let mut set = clear_session(cfg, &cookies);
     set.extend(
         cookies
@@ -303,7 +340,7 @@ fn logout(state: &GatewayState, metrics: &Metrics, session: &Session) -> Reply {
             .map(|(n, _)| delete_cookie(cfg, (*n).to_owned())),
     );
     let return_url = format!("{}{}", state.config.server.public_origin, rd);
-    let Some(user) = user else {
+    let Some(Loaded { session: user, .. }) = loaded else {
         return respond::redirect(&return_url).with_cookies(set);
     };
     audit::logout(metrics, &user.provider, user.subject());
@@ -313,7 +350,7 @@ fn logout(state: &GatewayState, metrics: &Metrics, session: &Session) -> Reply {
     respond::redirect(end_session.as_deref().unwrap_or(&return_url)).with_cookies(set)
 }
 
-fn userinfo(state: &GatewayState, session: &Session) -> Reply {
+async fn userinfo(state: &GatewayState, session: &Session) -> Reply {
     let cfg = &state.config.session;
     let req = session.req_header();
     let cookies = RequestCookies::parse(
@@ -321,10 +358,11 @@ fn userinfo(state: &GatewayState, session: &Session) -> Reply {
         &cfg.cookie_name,
         cfg.max_chunks,
     );
-    match cookies.session(cfg, &state.codec) {
-        Ok(user) if user.expired_at(cfg, now()).is_none() => {
-            respond::json(200, serde_json::Value::Object(user.claims).to_string())
+    match state.store.load(cfg, &state.codec, &cookies).await {
+        Ok(l) if l.session.expired_at(cfg, now()).is_none() => {
+            respond::json(200, serde_json::Value::Object(l.session.claims).to_string())
         }
+        Err(LoadError::Unavailable(_)) => respond::store_unavailable(false),
         _ => respond::login_required_api(&login_url(state, "/"), None),
     }
 }
@@ -374,13 +412,14 @@ async fn forward_auth(state: &GatewayState, metrics: &Metrics, session: &Session
             &cfg.cookie_name,
             cfg.max_chunks,
         );
-        match cookies.session(cfg, &state.codec) {
-            Ok(u)
+        match state.store.load(cfg, &state.codec, &cookies).await {
+            Ok(Loaded { session: u, .. })
                 if u.expired_at(cfg, now()).is_none()
                     && u.provider == state.providers[provider].name() =>
             {
                 (u.claims, is_browser(&req.headers))
             }
+            Err(LoadError::Unavailable(_)) => return respond::store_unavailable(false),
             _ => {
                 return respond::login_required_api(
                     &login_url(state, &safe_return_path(Some(original))),
@@ -422,4 +461,93 @@ async fn forward_auth(state: &GatewayState, metrics: &Metrics, session: &Session
         }
     }
     respond::auth_ok(headers)
+}
+
+/// `POST /oauth2/backchannel_logout`: the provider asks to end sessions (see `backchannel`).
+async fn backchannel_logout(
+    state: &GatewayState,
+    metrics: &Metrics,
+    session: &mut Session,
+) -> Reply {
+    let Some(redis) = state.store.redis() else {
+        return respond::backchannel_unsupported();
+    };
+    let body = match read_body(session, backchannel::MAX_BODY).await {
+        Ok(b) => b,
+        Err(reason) => {
+            tracing::info!(reason, "back-channel logout refused");
+            return respond::backchannel_refused(reason);
+        }
+    };
+    let outcome = async {
+        let token = backchannel::logout_token(&body)?;
+        let issuer = backchannel::claimed_issuer(&token).ok_or(BackchannelError::Refused(
+            "logout_token is not a JWT with an iss",
+        ))?;
+        let index = state
+            .providers
+            .iter()
+            .position(|p| p.cfg.issuer == issuer)
+            .ok_or(BackchannelError::Refused(
+                "logout_token is from an unknown issuer",
+            ))?;
+        let provider = &state.providers[index];
+        let request =
+            backchannel::validate(&state.logout_keys[index], provider, &token, now()).await?;
+        let revoked = backchannel::revoke(redis, provider.name(), &request).await?;
+        Ok::<_, BackchannelError>((provider.name().to_owned(), request, revoked))
+    }
+    .await;
+    match outcome {
+        Ok((provider, request, revoked)) => {
+            metrics
+                .backchannel_logouts
+                .with_label_values(&[provider.as_str(), "revoked"])
+                .inc();
+            metrics.auth_event(&provider, AuthEvent::Logout);
+            tracing::info!(
+                target: "audit",
+                event = "backchannel_logout",
+                provider = %provider,
+                sub = request.sub.as_deref().unwrap_or("-"),
+                by = if request.sid.is_some() { "sid" } else { "sub" },
+                sessions = revoked,
+                "back-channel logout: sessions revoked"
+            );
+            respond::backchannel_done()
+        }
+        Err(BackchannelError::Refused(reason)) => {
+            metrics
+                .backchannel_logouts
+                .with_label_values(&["unknown", "refused"])
+                .inc();
+            tracing::warn!(reason, "back-channel logout refused");
+            respond::backchannel_refused(reason)
+        }
+        Err(BackchannelError::Unavailable(reason)) => {
+            metrics
+                .backchannel_logouts
+                .with_label_values(&["unknown", "unavailable"])
+                .inc();
+            tracing::warn!(reason = %reason, "back-channel logout could not be carried out now");
+            respond::store_unavailable(false)
+        }
+    }
+}
+
+/// The request body, at most `limit` bytes.
+async fn read_body(session: &mut Session, limit: usize) -> Result<Vec<u8>, &'static str> {
+    let mut body = Vec::new();
+    loop {
+        match session.read_request_body().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > limit {
+                    return Err("request body too large");
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(body),
+            Err(_) => return Err("request body could not be read"),
+        }
+    }
 }

@@ -26,6 +26,12 @@ pub struct Metrics {
     pub session_cookie_bytes: HistogramVec,
     /// Configuration reloads, by result (`success` | `failure`).
     pub config_reloads: IntCounterVec,
+    /// 0 while the session store (Redis) does not answer; 1 otherwise (always, for cookies).
+    pub session_store_up: IntGauge,
+    /// Failed session store commands, by operation.
+    pub session_store_errors: IntCounterVec,
+    /// Back-channel logout requests, by provider and result.
+    pub backchannel_logouts: IntCounterVec,
 }
 
 /// Authentication events counted in `auth_events_total`.
@@ -145,6 +151,24 @@ impl Metrics {
             ),
             &["result"],
         );
+        let session_store_up = IntGauge::new(
+            "session_store_up",
+            "0 while the session store (Redis) does not answer, else 1",
+        );
+        let session_store_errors = IntCounterVec::new(
+            Opts::new(
+                "session_store_errors_total",
+                "Failed session store (Redis) commands, by operation",
+            ),
+            &["op"],
+        );
+        let backchannel_logouts = IntCounterVec::new(
+            Opts::new(
+                "backchannel_logout_total",
+                "Back-channel logout requests, by provider and result",
+            ),
+            &["provider", "result"],
+        );
         // Registration only fails on duplicate names, which a fresh registry cannot have.
         let (
             requests,
@@ -175,6 +199,12 @@ impl Metrics {
             (Ok(a), Ok(b), Ok(c), Ok(d)) => (a, b, c, d),
             _ => unreachable!("metric definitions are static and valid"),
         };
+        let (session_store_up, session_store_errors, backchannel_logouts) =
+            match (session_store_up, session_store_errors, backchannel_logouts) {
+                (Ok(a), Ok(b), Ok(c)) => (a, b, c),
+                _ => unreachable!("metric definitions are static and valid"),
+            };
+        session_store_up.set(1);
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(request_duration.clone()),
@@ -187,6 +217,9 @@ impl Metrics {
             Box::new(requests_in_flight.clone()),
             Box::new(session_cookie_bytes.clone()),
             Box::new(config_reloads.clone()),
+            Box::new(session_store_up.clone()),
+            Box::new(session_store_errors.clone()),
+            Box::new(backchannel_logouts.clone()),
         ] {
             let _ = registry.register(c);
         }
@@ -203,6 +236,9 @@ impl Metrics {
             requests_in_flight,
             session_cookie_bytes,
             config_reloads,
+            session_store_up,
+            session_store_errors,
+            backchannel_logouts,
         }
     }
 

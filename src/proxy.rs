@@ -24,12 +24,14 @@ use crate::config::{AuthMode, RouteConfig};
 use crate::endpoints::{self, login_url};
 use crate::identity;
 use crate::metrics::{InFlight, Metrics};
-use crate::refresh::{self, RefreshError, Refresher};
+use crate::refresh::{self, RefreshError, Refresher, Stored};
 use crate::request::{cookie_headers, is_browser};
 use crate::respond::{self, Reply};
 use crate::routing::{normalize_path, upstream_path};
-use crate::session::cookies::{clear_session, write_session};
-use crate::session::{now, Miss, RequestCookies};
+use crate::session::cookies::clear_session;
+use crate::session::{
+    now, Handle, LoadError, Loaded, Miss, RequestCookies, SaveError, Session as UserSession,
+};
 use crate::state::GatewayState;
 
 /// The pingora proxy application.
@@ -354,16 +356,25 @@ impl Gateway {
         );
         let now = now();
         let provider_name = state.providers[route.provider].name();
-        let found = cookies
-            .session(cfg, &state.codec)
-            .and_then(|s| match s.expired_at(cfg, now) {
-                Some(miss) => Err(miss),
-                None if s.provider != provider_name => Err(Miss::OtherProvider),
-                None => Ok(s),
-            });
-        let mut user = match found {
-            Ok(user) => user,
-            Err(miss) => {
+        let browser = is_browser(&req.headers);
+        let found = match state.store.load(cfg, &state.codec, &cookies).await {
+            Ok(l) => match l.session.expired_at(cfg, now) {
+                Some(miss) => Err(LoadError::Miss(miss)),
+                None if l.session.provider != provider_name => {
+                    Err(LoadError::Miss(Miss::OtherProvider))
+                }
+                None => Ok(l),
+            },
+            Err(e) => Err(e),
+        };
+        let Loaded {
+            session: mut user,
+            handle,
+        } = match found {
+            Ok(loaded) => loaded,
+            // Fail closed: without the store nobody can be identified; the cookie stays.
+            Err(LoadError::Unavailable(_)) => return Some(respond::store_unavailable(browser)),
+            Err(LoadError::Miss(miss)) => {
                 if miss != Miss::Absent {
                     tracing::debug!(reason = %miss, route = %route.name, "no usable session");
                 }
@@ -380,11 +391,25 @@ impl Gateway {
         if refresh::is_due(&user, now) {
             let provider = &state.providers[route.provider];
             let kept = state.kept_paths(route.provider);
-            match self
-                .refresher
-                .refresh(provider, kept, &user, &self.metrics, now)
-                .await
-            {
+            let refreshed = match &handle {
+                Handle::Redis(_) => {
+                    let stored = Stored {
+                        cfg,
+                        store: &state.store,
+                        codec: &state.codec,
+                        handle: &handle,
+                    };
+                    self.refresher
+                        .refresh_stored(stored, provider, kept, &user, &self.metrics, now)
+                        .await
+                }
+                Handle::Cookie => {
+                    self.refresher
+                        .refresh(provider, kept, &user, &self.metrics, now)
+                        .await
+                }
+            };
+            match refreshed {
                 Ok(fresh) => {
                     user = fresh;
                     reseal = true;
@@ -392,8 +417,9 @@ impl Gateway {
                 // Fail closed: the provider's tokens have expired and it cannot confirm the
                 // user now, so this request waits; the cookie stays for when it is back.
                 Err(RefreshError::Unavailable) => {
-                    return Some(respond::provider_unavailable(is_browser(&req.headers)));
+                    return Some(respond::provider_unavailable(browser));
                 }
+                Err(RefreshError::Store) => return Some(respond::store_unavailable(browser)),
                 Err(RefreshError::Rejected(_)) => {
                     let stale = clear_session(cfg, &cookies);
                     return Some(
@@ -404,39 +430,57 @@ impl Gateway {
         }
         // Rules after a refresh (its claims count) and before re-sealing: a forbidden request
         // does not extend the session.
-        if let Some(reply) = forbid(
-            &self.metrics,
-            state,
-            &route,
-            &user.claims,
-            is_browser(&req.headers),
-        ) {
+        if let Some(reply) = forbid(&self.metrics, state, &route, &user.claims, browser) {
             ctx.sub = subject(&user.claims);
             return Some(reply);
         }
         if reseal {
             user.last_seen = now;
-            match write_session(cfg, &state.codec, &user, &cookies, now) {
-                Ok(set) => {
-                    self.metrics.session_written(provider_name, &set);
-                    ctx.set_cookies = set
+            match self.save(state, &handle, &mut user, &cookies, now).await {
+                Ok(set) => ctx.set_cookies = set,
+                Err(SaveError::Unavailable(_)) => {
+                    return Some(respond::store_unavailable(browser));
                 }
-                Err(e) if user.id_token_hint.is_some() => {
-                    // As at login: rather than lose the session, drop the logout hint.
-                    tracing::debug!(error = %e, "session too large with the logout hint; dropping it");
-                    user.id_token_hint = None;
-                    match write_session(cfg, &state.codec, &user, &cookies, now) {
-                        Ok(set) => {
-                            self.metrics.session_written(provider_name, &set);
-                            ctx.set_cookies = set
-                        }
-                        Err(e) => tracing::warn!(error = %e, "could not re-seal the session"),
-                    }
+                Err(SaveError::Gone) => {
+                    tracing::debug!(route = %route.name, "session revoked during the request");
+                    let stale = clear_session(cfg, &cookies);
+                    return Some(
+                        self.login_required(state, session, &route, &path, &cookies, stale),
+                    );
                 }
                 Err(e) => tracing::warn!(error = %e, "could not re-seal the session"),
             }
         }
         self.admit(state, &route, user.claims, ctx).await
+    }
+
+    /// Saves a touched or refreshed session. A cookie session that no longer fits drops its
+    /// logout hint rather than the session, as at login.
+    async fn save(
+        &self,
+        state: &GatewayState,
+        handle: &Handle,
+        user: &mut UserSession,
+        cookies: &RequestCookies<'_>,
+        now: u64,
+    ) -> Result<Vec<String>, SaveError> {
+        let cfg = &state.config.session;
+        let mut saved = state
+            .store
+            .save(cfg, &state.codec, handle, user, cookies, now)
+            .await;
+        if matches!(saved, Err(SaveError::TooLarge(_))) && user.id_token_hint.is_some() {
+            tracing::debug!("session too large with the logout hint; dropping it");
+            user.id_token_hint = None;
+            saved = state
+                .store
+                .save(cfg, &state.codec, handle, user, cookies, now)
+                .await;
+        }
+        if let Ok(set) = &saved {
+            self.metrics.session_written(&user.provider, set);
+        }
+        saved
     }
 
     /// The last step for an identified request (session or bearer token) that met the route's

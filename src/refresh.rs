@@ -21,11 +21,12 @@ use sha2::{Digest, Sha256};
 
 use crate::audit;
 use crate::claims::{retain_for, ClaimPath, Claims};
+use crate::config::SessionConfig;
 use crate::error::LoginFailure;
 use crate::metrics::Metrics;
 use crate::oidc::flow::Tokens;
 use crate::oidc::Provider;
-use crate::session::Session;
+use crate::session::{Codec, Handle, LoadError, RequestCookies, SaveError, Session, SessionStore};
 
 /// How long a refresh outcome is reused for requests that still carry the old cookie.
 pub const HOLD: Duration = Duration::from_secs(30);
@@ -44,7 +45,24 @@ pub enum RefreshError {
     /// The provider refused, or what it returned is invalid: the session is over.
     #[error("refresh rejected ({0})")]
     Rejected(&'static str),
+    /// The session store (Redis) did not answer: 503, the session stays.
+    #[error("session store unavailable during refresh")]
+    Store,
 }
+
+/// A server-side session being refreshed: where it is stored.
+pub struct Stored<'a> {
+    pub cfg: &'a SessionConfig,
+    pub store: &'a SessionStore,
+    pub codec: &'a Codec,
+    pub handle: &'a Handle,
+}
+
+/// How long one instance may hold a session's refresh lock (a crashed holder frees it then).
+const LOCK_TTL: Duration = Duration::from_secs(30);
+
+/// How often an instance waiting on another's refresh looks at the stored session.
+const LOCK_POLL: Duration = Duration::from_millis(50);
 
 /// A settled refresh, as shared between concurrent requests.
 #[derive(Clone)]
@@ -130,6 +148,111 @@ impl Refresher {
             }
             Settled::Rejected(reason) => Err(RefreshError::Rejected(reason)),
         }
+    }
+}
+
+impl Refresher {
+    /// Refreshes a server-side session with one refresh token grant across every gateway
+    /// instance: the instance that takes the session's lock in Redis refreshes and stores the
+    /// result; the others wait for the stored session to become fresh and use it. Presenting
+    /// a rotated refresh token twice would make the provider revoke the whole grant.
+    pub async fn refresh_stored(
+        &self,
+        stored: Stored<'_>,
+        provider: &Provider,
+        kept_paths: &[ClaimPath],
+        session: &Session,
+        metrics: &Metrics,
+        now: u64,
+    ) -> Result<Session, RefreshError> {
+        let (Some(redis), Handle::Redis(id)) = (stored.store.redis(), stored.handle) else {
+            return self
+                .refresh(provider, kept_paths, session, metrics, now)
+                .await;
+        };
+        let token = crate::oidc::flow::random_token();
+        let deadline = tokio::time::Instant::now() + provider.cfg.timeout + Duration::from_secs(2);
+        loop {
+            if redis
+                .lock(id, &token, LOCK_TTL)
+                .await
+                .map_err(|_| RefreshError::Store)?
+            {
+                let outcome = self
+                    .refresh_locked(&stored, provider, kept_paths, metrics, now)
+                    .await;
+                // Best effort: the lock expires by itself if Redis went away meanwhile.
+                let _ = redis.unlock(id, &token).await;
+                return outcome;
+            }
+            tokio::time::sleep(LOCK_POLL).await;
+            match stored.store.reload(stored.codec, stored.handle).await {
+                Ok(current) if !is_due(&current, now) => return Ok(current),
+                Ok(_) => {}
+                Err(LoadError::Miss(_)) => return Err(RefreshError::Rejected("session_revoked")),
+                Err(LoadError::Unavailable(_)) => return Err(RefreshError::Store),
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(RefreshError::Unavailable);
+            }
+        }
+    }
+
+    /// The refresh itself, under the lock: the stored session may have been refreshed by
+    /// another instance just before the lock was taken.
+    async fn refresh_locked(
+        &self,
+        stored: &Stored<'_>,
+        provider: &Provider,
+        kept_paths: &[ClaimPath],
+        metrics: &Metrics,
+        now: u64,
+    ) -> Result<Session, RefreshError> {
+        let current = match stored.store.reload(stored.codec, stored.handle).await {
+            Ok(s) => s,
+            Err(LoadError::Miss(_)) => return Err(RefreshError::Rejected("session_revoked")),
+            Err(LoadError::Unavailable(_)) => return Err(RefreshError::Store),
+        };
+        if !is_due(&current, now) {
+            return Ok(current);
+        }
+        match self
+            .refresh(provider, kept_paths, &current, metrics, now)
+            .await
+        {
+            Ok(fresh) => {
+                store_refreshed(stored, &fresh, now).await?;
+                Ok(fresh)
+            }
+            Err(RefreshError::Rejected(reason)) => {
+                let _ = stored.store.remove(stored.handle).await;
+                Err(RefreshError::Rejected(reason))
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Writes a refreshed server-side session before the lock is released, so that the instances
+/// waiting on it find it fresh.
+async fn store_refreshed(
+    stored: &Stored<'_>,
+    fresh: &Session,
+    now: u64,
+) -> Result<(), RefreshError> {
+    let mut fresh = fresh.clone();
+    fresh.last_seen = now;
+    let none = RequestCookies::default();
+    match stored
+        .store
+        .save(stored.cfg, stored.codec, stored.handle, &fresh, &none, now)
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(SaveError::Gone) => Err(RefreshError::Rejected("session_revoked")),
+        Err(SaveError::Unavailable(_)) => Err(RefreshError::Store),
+        // A Redis session has no size limit; nothing else can fail.
+        Err(SaveError::TooLarge(_)) => Err(RefreshError::Store),
     }
 }
 

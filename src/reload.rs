@@ -83,7 +83,7 @@ impl Reloader {
         for w in &config.warnings {
             tracing::warn!("config: {w}");
         }
-        let new = GatewayState::reusing(config, &self.metrics, &old.providers)?;
+        let new = GatewayState::reusing(config, &self.metrics, &old.providers, Some(&old.store))?;
         let fresh: Vec<&Arc<Provider>> = new
             .providers
             .iter()

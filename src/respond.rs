@@ -202,6 +202,38 @@ pub fn provider_unavailable(browser: bool) -> Reply {
     r.with("retry-after", RETRY_AFTER_SECS.to_string())
 }
 
+/// 503 when the session store (Redis) does not answer: nobody can be identified, so nothing
+/// passes (fail closed); the cookie stays for when the store is back.
+pub fn store_unavailable(browser: bool) -> Reply {
+    let r = if browser {
+        Reply::new(503, "text/html; charset=utf-8", page(
+            "Temporarily unavailable",
+            "<p>Sessions cannot be checked right now. Please try again in a moment; you will not need to sign in again.</p>",
+        ))
+    } else {
+        Reply::new(
+            503,
+            "application/json",
+            r#"{"error":"session_store_unavailable"}"#,
+        )
+    };
+    r.with("retry-after", RETRY_AFTER_SECS.to_string())
+}
+
+/// 200 for an accepted back-channel logout (the spec wants no body; `no-store` always).
+pub fn backchannel_done() -> Reply {
+    Reply::new(200, "application/json", "{}")
+}
+
+/// 400 for a back-channel logout request that is refused, with the OpenID error code.
+pub fn backchannel_refused(description: &str) -> Reply {
+    let body = serde_json::json!({
+        "error": "invalid_request",
+        "error_description": description,
+    });
+    Reply::new(400, "application/json", body.to_string())
+}
+
 /// 501 for back-channel logout with the cookie store.
 pub fn backchannel_unsupported() -> Reply {
     Reply::new(

@@ -9,12 +9,15 @@ use crate::bearer::BearerVerifier;
 use pingora::utils::tls::WrappedX509;
 
 use crate::claims::ClaimPath;
+use crate::config::SessionStoreKind;
 use crate::config::{Config, RouteConfig};
+use crate::jws::KeyRing;
 use crate::metrics::Metrics;
 use crate::oidc::client_auth::ClientAuthError;
 use crate::oidc::Provider;
 use crate::routing::RouteTable;
-use crate::session::Codec;
+use crate::session::redis_store::{RedisSetupError, RedisStore};
+use crate::session::{Codec, SessionStore};
 use crate::tls::{upstream_ca, TlsError};
 
 /// The gateway's request-time state.
@@ -24,8 +27,12 @@ pub struct GatewayState {
     /// Parallel to `config.providers`.
     pub providers: Vec<Arc<Provider>>,
     pub codec: Codec,
+    /// Where sessions live (the cookie, or Redis).
+    pub store: SessionStore,
     /// Parallel to `providers`: bearer token validation and its cache.
     pub bearer: Vec<BearerVerifier>,
+    /// Parallel to `providers`: keys that verify back-channel logout tokens.
+    pub logout_keys: Vec<KeyRing>,
     /// Signs `X-Auth-Assertion` when `server.assertion_key_file` is set.
     pub assertions: Option<AssertionSigner>,
     /// Lower-case header names, `_` read as `-`, that clients may never send upstream.
@@ -55,21 +62,32 @@ pub enum StateError {
     },
     #[error("route {route}: CA file: {source}")]
     Ca { route: String, source: TlsError },
+    #[error(transparent)]
+    Redis(#[from] RedisSetupError),
 }
 
 impl GatewayState {
     /// Builds the state; fails only when a private key cannot be used.
     pub fn new(config: Config, metrics: &Metrics) -> Result<GatewayState, StateError> {
-        GatewayState::reusing(config, metrics, &[])
+        GatewayState::reusing(config, metrics, &[], None)
     }
 
     /// Builds the state for a reload: a provider whose settings are unchanged is taken over from
-    /// `previous` as it is (its discovery and keys stay loaded); the others start empty.
+    /// `previous` as it is (its discovery and keys stay loaded); the others start empty. So is
+    /// a Redis store whose settings are unchanged (with its connections).
     pub fn reusing(
         config: Config,
         metrics: &Metrics,
         previous: &[Arc<Provider>],
+        previous_store: Option<&SessionStore>,
     ) -> Result<GatewayState, StateError> {
+        let store = match &config.session.store {
+            SessionStoreKind::Cookie => SessionStore::Cookie,
+            SessionStoreKind::Redis(cfg) => match previous_store.and_then(SessionStore::redis) {
+                Some(old) if old.config() == cfg => SessionStore::Redis(old.clone()),
+                _ => SessionStore::Redis(Arc::new(RedisStore::new(cfg, metrics.clone())?)),
+            },
+        };
         let providers = config
             .providers
             .iter()
@@ -137,12 +155,14 @@ impl GatewayState {
             upstream_cas.push(ca);
         }
         Ok(GatewayState {
+            logout_keys: config.providers.iter().map(|_| KeyRing::new()).collect(),
             bearer,
             assertions,
             upstreams,
             upstream_cas,
             routes: RouteTable::new(config.routes.clone()),
             codec: Codec::new(config.session.keys.expose()),
+            store,
             providers,
             strip,
             kept_paths,

@@ -17,16 +17,7 @@ use interop::{
 use reqwest::StatusCode;
 
 async fn metric(env: &OpEnv, needle: &str) -> Option<f64> {
-    let text = reqwest::get(format!("{}/metrics", env.gateway.admin))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find(|l| l.starts_with(needle))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
+    common::metric(&env.gateway.admin, needle).await
 }
 
 async fn env_with(client: OpClient) -> OpEnv {

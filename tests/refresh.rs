@@ -40,16 +40,7 @@ fn refresh_grants(env: &Env) -> Vec<ClientAuthMethod> {
 }
 
 async fn metric(env: &Env, needle: &str) -> Option<f64> {
-    let text = reqwest::get(format!("{}/metrics", env.gateway.admin))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find(|l| l.starts_with(needle))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
+    common::metric(&env.gateway.admin, needle).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

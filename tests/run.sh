@@ -11,6 +11,8 @@ command -v cmake >/dev/null 2>&1 || need_apt+=(cmake)   # pingora's zlib-ng buil
 [ -x /usr/bin/chromedriver ] || need_apt+=(chromium-driver)
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs npm)
 [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null 2>&1 || need_apt+=(nginx)   # tests/nginx.rs (auth_request)
+# tests/redis_store.rs starts its own redis-server processes on loopback ports.
+command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 # tests/systemd.rs checks the unit with systemd-analyze.
 command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -9,7 +9,7 @@ pub mod secrets;
 mod validate;
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -79,10 +79,26 @@ pub struct AdminConfig {
 }
 
 /// Where sessions live.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SessionStoreKind {
+    /// The cookie is the session (sealed, chunked when large).
     Cookie,
-    Redis,
+    /// The cookie holds a sealed random id; the session is in Redis.
+    Redis(RedisConfig),
+}
+
+/// `session.store = "redis"`: where the server-side sessions are kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisConfig {
+    /// `redis://` or `rediss://` URL, with user and password when the server wants them.
+    pub url: Secret<String>,
+    /// Prepended to every key, so several gateways (or other apps) can share one Redis.
+    pub key_prefix: String,
+    /// Every Redis command (and connection attempt) fails after this long: fail closed, fast.
+    pub timeout: Duration,
+    /// PEM CA certificates that a `rediss://` server is verified against instead of the
+    /// system roots.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// `SameSite` attribute of the session cookie.
@@ -104,7 +120,6 @@ pub struct SessionConfig {
     pub idle_timeout: Duration,
     pub max_lifetime: Duration,
     pub store: SessionStoreKind,
-    pub redis_url: Option<Secret<String>>,
     pub max_login_states: usize,
     pub max_chunks: usize,
 }

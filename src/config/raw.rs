@@ -62,6 +62,9 @@ pub struct RawSession {
     pub store: Option<String>,
     pub redis_url: Option<String>,
     pub redis_url_file: Option<String>,
+    pub redis_key_prefix: Option<String>,
+    pub redis_timeout: Option<String>,
+    pub redis_ca_file: Option<String>,
     pub max_login_states: Option<i64>,
     pub max_chunks: Option<i64>,
 }

@@ -12,7 +12,7 @@ use http::HeaderName;
 use ipnet::IpNet;
 use url::Url;
 
-use super::raw::{OneOrMany, RawConfig, RawProvider, RawRoute};
+use super::raw::{OneOrMany, RawConfig, RawProvider, RawRoute, RawSession};
 use super::secrets::{expand, read_secret_file, Secret};
 use super::*;
 use crate::claims::ClaimPath;
@@ -671,9 +671,30 @@ impl Validator<'_> {
         if max_lifetime.is_zero() {
             self.error("session.max_lifetime", "must be more than zero");
         }
+        let redis_url = self.secret(
+            "session.redis_url",
+            &s.redis_url,
+            "session.redis_url_file",
+            &s.redis_url_file,
+        );
         let store = match self.opt_string("session.store", &s.store).as_deref() {
-            None | Some("cookie") => SessionStoreKind::Cookie,
-            Some("redis") => SessionStoreKind::Redis,
+            None | Some("cookie") => {
+                for (key, set) in [
+                    ("session.redis_url", redis_url.is_some()),
+                    ("session.redis_key_prefix", s.redis_key_prefix.is_some()),
+                    ("session.redis_timeout", s.redis_timeout.is_some()),
+                    ("session.redis_ca_file", s.redis_ca_file.is_some()),
+                ] {
+                    if set {
+                        self.warn(key, "is ignored: session.store is \"cookie\"");
+                    }
+                }
+                SessionStoreKind::Cookie
+            }
+            Some("redis") => match self.redis(s, redis_url) {
+                Some(r) => SessionStoreKind::Redis(r),
+                None => SessionStoreKind::Cookie,
+            },
             Some(other) => {
                 self.error(
                     "session.store",
@@ -682,18 +703,6 @@ impl Validator<'_> {
                 SessionStoreKind::Cookie
             }
         };
-        let redis_url = self.secret(
-            "session.redis_url",
-            &s.redis_url,
-            "session.redis_url_file",
-            &s.redis_url_file,
-        );
-        if store == SessionStoreKind::Redis {
-            self.error(
-                "session.store",
-                "\"redis\" is not available in this version; use \"cookie\"",
-            );
-        }
         let max_login_states =
             self.count("session.max_login_states", s.max_login_states, 5, (1, 20));
         let max_chunks = self.count("session.max_chunks", s.max_chunks, 4, (1, 8));
@@ -705,9 +714,73 @@ impl Validator<'_> {
             idle_timeout,
             max_lifetime,
             store,
-            redis_url,
             max_login_states,
             max_chunks,
+        })
+    }
+
+    /// `[session]` keys of the Redis store (`store = "redis"`).
+    fn redis(&mut self, s: &RawSession, url: Option<Secret<String>>) -> Option<RedisConfig> {
+        let Some(url) = url else {
+            self.error(
+                "session.redis_url",
+                "is required with store = \"redis\" (or session.redis_url_file)",
+            );
+            return None;
+        };
+        // The URL may hold a password: messages name the problem, never the URL.
+        match Url::parse(url.expose()) {
+            Ok(u) if matches!(u.scheme(), "redis" | "rediss") && u.host_str().is_some() => {}
+            Ok(u) if matches!(u.scheme(), "redis+unix" | "unix") && !u.path().is_empty() => {}
+            Ok(_) => {
+                self.error(
+                    "session.redis_url",
+                    "must be redis://[user:password@]host[:port][/db], rediss://... (TLS) or unix:///path",
+                );
+                return None;
+            }
+            Err(e) => {
+                self.error("session.redis_url", format!("is not a URL ({e})"));
+                return None;
+            }
+        }
+        let key_prefix = self
+            .opt_string("session.redis_key_prefix", &s.redis_key_prefix)
+            .unwrap_or_else(|| "oidc-gateway:".to_owned());
+        if key_prefix.len() > 64
+            || key_prefix
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control())
+        {
+            self.error(
+                "session.redis_key_prefix",
+                "must be at most 64 characters without spaces or control characters",
+            );
+        }
+        let timeout = self.duration(
+            "session.redis_timeout",
+            &s.redis_timeout,
+            Duration::from_millis(500),
+        );
+        if timeout.is_zero() || timeout > Duration::from_secs(30) {
+            self.error("session.redis_timeout", "must be between 1ms and 30s");
+        }
+        let ca_file = self
+            .opt_string("session.redis_ca_file", &s.redis_ca_file)
+            .map(|f| self.path(&f));
+        if let Some(ca) = &ca_file {
+            if !ca.is_file() {
+                self.error(
+                    "session.redis_ca_file",
+                    format!("{} is not a readable file", ca.display()),
+                );
+            }
+        }
+        Some(RedisConfig {
+            url,
+            key_prefix,
+            timeout,
+            ca_file,
         })
     }
 

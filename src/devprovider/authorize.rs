@@ -219,6 +219,8 @@ fn redirect_error(
 /// Issues a single-use code and sends the browser back to the client.
 fn issue_code(p: &Provider, req: AuthRequest, user: &'static DevUser) -> Response {
     let code = random_token();
+    let sid = random_token();
+    p.controls.record_login(user.sub(), &sid);
     let grant = CodeGrant {
         authn: Authn {
             user,
@@ -226,7 +228,7 @@ fn issue_code(p: &Provider, req: AuthRequest, user: &'static DevUser) -> Respons
             scope: req.scope,
             nonce: req.nonce,
             auth_time: now_secs(),
-            sid: random_token(),
+            sid,
         },
         redirect_uri: req.redirect_uri.clone(),
         code_challenge: req.code_challenge,

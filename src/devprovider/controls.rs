@@ -100,6 +100,8 @@ pub struct Controls {
     userinfo_extra: Mutex<serde_json::Map<String, serde_json::Value>>,
     token_requests: Mutex<Vec<TokenRequestRecord>>,
     end_session_calls: Mutex<Vec<HashMap<String, String>>>,
+    /// (sub, sid) of every completed login, oldest first.
+    logins: Mutex<Vec<(String, String)>>,
 }
 
 /// A poisoned lock only means a handler panicked mid-update of test bookkeeping; the data is
@@ -125,6 +127,7 @@ impl Controls {
             userinfo_extra: Mutex::new(serde_json::Map::new()),
             token_requests: Mutex::new(Vec::new()),
             end_session_calls: Mutex::new(Vec::new()),
+            logins: Mutex::new(Vec::new()),
         }
     }
 
@@ -283,5 +286,19 @@ impl Controls {
 
     pub(crate) fn record_end_session(&self, params: HashMap<String, String>) {
         lock(&self.end_session_calls).push(params);
+    }
+
+    pub(crate) fn record_login(&self, sub: &str, sid: &str) {
+        lock(&self.logins).push((sub.to_owned(), sid.to_owned()));
+    }
+
+    /// The provider session ids (`sid` claims) of `sub`'s logins, oldest first: what a
+    /// back-channel logout token names.
+    pub fn sids_of(&self, sub: &str) -> Vec<String> {
+        lock(&self.logins)
+            .iter()
+            .filter(|(s, _)| s == sub)
+            .map(|(_, sid)| sid.clone())
+            .collect()
     }
 }

@@ -271,6 +271,42 @@ impl DevProvider {
             .ok()
     }
 
+    /// A back-channel logout token (OpenID Connect Back-Channel Logout 1.0) for client `aud`,
+    /// naming `sub` and/or `sid`, signed with the current key. `extra` is merged last, so a
+    /// test can break any claim (or add a `nonce`); a `null` removes the claim.
+    pub fn mint_logout_token(
+        &self,
+        aud: &str,
+        sub: Option<&str>,
+        sid: Option<&str>,
+        extra: serde_json::Value,
+    ) -> Option<String> {
+        let now = state::now_secs();
+        let mut claims = serde_json::json!({
+            "iss": self.issuer,
+            "aud": aud,
+            "iat": now,
+            "exp": now + 120,
+            "jti": tokens::random_token(),
+            "events": { "http://schemas.openid.net/event/backchannel-logout": {} },
+        });
+        let map = claims.as_object_mut()?;
+        if let Some(sub) = sub {
+            map.insert("sub".into(), sub.into());
+        }
+        if let Some(sid) = sid {
+            map.insert("sid".into(), sid.into());
+        }
+        for (k, v) in extra.as_object().cloned().unwrap_or_default() {
+            if v.is_null() {
+                map.remove(&k);
+            } else {
+                map.insert(k, v);
+            }
+        }
+        self.controls.current_key().sign(&claims).ok()
+    }
+
     /// Graceful stop: no new connections, in-flight requests finish.
     pub fn shutdown(&self) {
         self.shutdown.trigger();

@@ -202,7 +202,6 @@ mod tests {
             idle_timeout: Duration::from_secs(1800),
             max_lifetime: Duration::from_secs(8 * 3600),
             store: SessionStoreKind::Cookie,
-            redis_url: None,
             max_login_states: 5,
             max_chunks: 4,
         }

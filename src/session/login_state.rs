@@ -144,7 +144,6 @@ mod tests {
             idle_timeout: Duration::from_secs(60),
             max_lifetime: Duration::from_secs(600),
             store: SessionStoreKind::Cookie,
-            redis_url: None,
             max_login_states: 3,
             max_chunks: 4,
         }

@@ -7,6 +7,8 @@
 pub mod codec;
 pub mod cookies;
 pub mod login_state;
+pub mod redis_store;
+pub mod store;
 
 use serde::{Deserialize, Serialize};
 
@@ -14,6 +16,7 @@ use crate::claims::Claims;
 use crate::config::SessionConfig;
 pub use codec::Codec;
 pub use cookies::RequestCookies;
+pub use store::{Handle, LoadError, Loaded, SaveError, SessionStore};
 
 /// One signed-in user's session.
 #[derive(Clone, Serialize, Deserialize, PartialEq)]
@@ -101,6 +104,8 @@ pub enum Miss {
     Idle,
     #[error("session belongs to another provider")]
     OtherProvider,
+    #[error("session is not in the store (logged out, revoked or expired)")]
+    Revoked,
 }
 
 /// Milliseconds since the Unix epoch.

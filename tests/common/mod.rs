@@ -3,6 +3,9 @@
 //! redirects plus a cookie jar the tests can inspect and tamper with).
 #![allow(dead_code)]
 
+pub mod ca;
+pub mod redis;
+
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -742,4 +745,18 @@ pub async fn eventually(timeout: Duration, mut f: impl AsyncFnMut() -> bool) -> 
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     false
+}
+
+/// The value of the first metric line of the gateway at `admin` that starts with `needle`.
+pub async fn metric(admin: &str, needle: &str) -> Option<f64> {
+    let text = reqwest::get(format!("{admin}/metrics"))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .find(|l| l.starts_with(needle))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
 }

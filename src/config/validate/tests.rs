@@ -275,3 +275,51 @@ fn ca_files_are_checked_and_only_for_https_upstreams() {
     assert_eq!(c.server.drain_timeout, Duration::from_secs(10));
     assert!(c.server.upstream_ca.is_none());
 }
+
+#[test]
+fn the_redis_store_needs_a_redis_url_and_keeps_its_password_out_of_messages() {
+    let with = |extra: &str| {
+        MINIMAL.replace(
+            "[session]\n",
+            &format!("[session]\nstore = \"redis\"\n{extra}\n"),
+        )
+    };
+    assert_eq!(keys(&with("")), ["session.redis_url"]);
+    let p = problems(&with("redis_url = \"http://user:hunter2@127.0.0.1:6379\""));
+    assert_eq!(p[0].key, "session.redis_url");
+    assert!(!p[0].message.contains("hunter2"), "{}", p[0].message);
+    assert_eq!(
+        keys(&with(
+            "redis_url = \"redis://127.0.0.1\"\nredis_timeout = \"0s\""
+        )),
+        ["session.redis_timeout"]
+    );
+    assert_eq!(
+        keys(&with(
+            "redis_url = \"rediss://h\"\nredis_ca_file = \"/surely/not/there.pem\""
+        )),
+        ["session.redis_ca_file"]
+    );
+    let c = parse_str(
+        &with("redis_url = \"rediss://gw:pw@redis.internal:6380/2\""),
+        None,
+    )
+    .unwrap();
+    match &c.session.store {
+        SessionStoreKind::Redis(r) => {
+            assert_eq!(r.url.expose(), "rediss://gw:pw@redis.internal:6380/2");
+            assert_eq!(r.key_prefix, "oidc-gateway:");
+            assert_eq!(r.timeout, Duration::from_millis(500));
+            assert!(!format!("{c:?}").contains("pw@"), "Debug hides the URL");
+        }
+        other => panic!("{other:?}"),
+    }
+    // Redis keys with the cookie store are a warning, not silently ignored.
+    let text = MINIMAL.replace(
+        "[session]\n",
+        "[session]\nredis_url = \"redis://127.0.0.1\"\n",
+    );
+    let c = parse_str(&text, None).unwrap();
+    assert!(c.warnings.iter().any(|w| w.key == "session.redis_url"));
+    assert_eq!(c.session.store, SessionStoreKind::Cookie);
+}
