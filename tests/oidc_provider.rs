@@ -10,6 +10,7 @@ mod interop;
 use std::process::Command;
 use std::time::Duration;
 
+use common::redis::RedisServer;
 use common::Browser;
 use interop::{
     confirm_logout_at_op, ensure_npm_packages, login, op_dir, OpClient, OpEnv, OpEnvOptions,
@@ -170,6 +171,49 @@ async fn rp_initiated_logout_ends_the_session_at_the_gateway_and_the_provider() 
     let at_op = b.get(&r.location()).await;
     let (_, page) = interop::follow_at(&mut b, r.location(), at_op, &env.op.issuer).await;
     assert!(page.body.contains("name=\"login\""), "{}", page.body);
+}
+
+/// The user signs out at the provider itself (as from another application of the same SSO):
+/// oidc-provider sends a back-channel logout token for the session to the gateway, which
+/// revokes it in Redis. The browser still holds the gateway's cookie, and it no longer works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logout_at_the_provider_reaches_the_gateway_by_back_channel() {
+    let redis = RedisServer::start();
+    let env = OpEnv::start(OpEnvOptions {
+        session_extra: format!("store = \"redis\"\nredis_url = \"{}\"", redis.url()),
+        ..OpEnvOptions::default()
+    })
+    .await;
+    let mut b = Browser::new();
+    login(&mut b, &env, "/", "alice").await;
+    assert_eq!(b.get(&env.url("/")).await.status, StatusCode::OK);
+
+    let end_session = format!("{}/session/end", env.op.issuer);
+    confirm_logout_at_op(&mut b, &env.op, &end_session).await;
+    assert!(!b.session_cookie_names().is_empty());
+    let api = b
+        .request(
+            reqwest::Method::GET,
+            &env.url("/"),
+            &[("accept", "application/json")],
+        )
+        .await;
+    assert_eq!(
+        api.status,
+        StatusCode::UNAUTHORIZED,
+        "{}\nprovider: {}",
+        api.body,
+        env.op.log()
+    );
+    assert_eq!(
+        metric(
+            &env,
+            "oidc_gateway_backchannel_logout_total{provider=\"op\",result=\"revoked\"}"
+        )
+        .await,
+        Some(1.0)
+    );
+    assert_eq!(redis.cli(&["--scan", "--pattern", "oidc-gateway:s:*"]), "");
 }
 
 /// Headless Chromium (Debian's package) driven by playwright-core: login on oidc-provider's

@@ -500,3 +500,35 @@ async fn rediss_verifies_the_server_against_the_configured_ca() {
         back.body
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_login_replaces_the_browsers_previous_session() {
+    let redis = RedisServer::start();
+    let env = Env::with(redis_options(&redis, "")).await;
+    let mut b = Browser::new();
+    assert_eq!(
+        b.login(&env.url("/app"), "alice").await.status,
+        StatusCode::OK
+    );
+    let mut old = copy_of(&b);
+    let r = b.get(&env.url("/oauth2/sign_in?rd=/app")).await;
+    let back = b.through_provider(&r, "bob").await;
+    assert_eq!(back.status, StatusCode::FOUND);
+    assert_eq!(
+        redis
+            .cli(&["--scan", "--pattern", "oidc-gateway:s:*"])
+            .lines()
+            .count(),
+        1
+    );
+    let api = old
+        .request(
+            reqwest::Method::GET,
+            &env.url("/app"),
+            &[("accept", "application/json")],
+        )
+        .await;
+    assert_eq!(api.status, StatusCode::UNAUTHORIZED);
+    let now = b.get(&env.url("/app")).await;
+    assert_eq!(now.status, StatusCode::OK);
+}

@@ -154,6 +154,15 @@ impl SessionStore {
             }
             SessionStore::Redis(r) => r,
         };
+        // A login replaces the browser's previous session rather than leaving it to expire.
+        if let Some(old) = previous
+            .bare
+            .and_then(|v| codec.open(&cfg.cookie_name, v).ok())
+            .and_then(|id| String::from_utf8(id).ok())
+            .filter(|id| is_id(id))
+        {
+            let _ = redis.delete(&old).await;
+        }
         let id = new_id();
         let json = serde_json::to_vec(session).unwrap_or_default();
         let blob = codec.seal(&redis.blob_name(&id), &json);

@@ -96,7 +96,9 @@ impl Op {
             // Held open: the provider exits when this test process goes away.
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::from(
+                std::fs::File::create(dir.path().join("op.log")).unwrap(),
+            ))
             .spawn()
             .expect("node is needed for the interoperability tests");
         let stdout = child.stdout.take().unwrap();
@@ -116,6 +118,13 @@ impl Op {
             issuer: v["issuer"].as_str().unwrap().to_owned(),
             _dir: dir,
         }
+    }
+}
+
+impl Op {
+    /// What oidc-provider wrote to stderr (failed back-channel deliveries, crashes).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self._dir.path().join("op.log")).unwrap_or_default()
     }
 }
 

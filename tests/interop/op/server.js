@@ -11,7 +11,7 @@
 //                                revokes the grant (oidc-provider's reuse detection)
 //
 // Clients: gw-basic (client_secret_basic), gw-post (client_secret_post), gw-jwt (private_key_jwt,
-// RS256). All: code flow only, PKCE required, refresh tokens, RP-initiated logout.
+// RS256). All: code flow only, PKCE required, refresh tokens, RP-initiated and back-channel logout.
 //
 // Login: oidc-provider's own development login page (devInteractions). Its form is submitted to
 // /interaction/:uid; a small middleware in front handles that submission so that the account is
@@ -149,6 +149,11 @@ const common = {
   response_types: ['code'],
   redirect_uris: [`${gateway}/oauth2/callback`],
   post_logout_redirect_uris: [`${gateway}/`, `${gateway}/bye`],
+  // OpenID Connect Back-Channel Logout: when the user's session here ends, a logout token
+  // naming it (sid) goes to the gateway. A gateway with cookie sessions answers 501, which
+  // oidc-provider reports and otherwise ignores.
+  backchannel_logout_uri: `${gateway}/oauth2/backchannel_logout`,
+  backchannel_logout_session_required: true,
 };
 const clients = [
   {
@@ -197,9 +202,17 @@ const configuration = {
     auth_time: null,
     iss: null,
   },
+  // oidc-provider refuses to fetch special-use addresses (SSRF protection) by passing its own
+  // dispatcher; the gateway of these tests is on loopback, so back-channel logout goes out
+  // with the default one.
+  fetch: (url, options) => {
+    const { dispatcher, ...rest } = options;
+    return globalThis.fetch(url, rest);
+  },
   features: {
     devInteractions: { enabled: true },
     rpInitiatedLogout: { enabled: true },
+    backchannelLogout: { enabled: true },
   },
   ttl: {
     AccessToken: config.accessTokenTtl ?? 600,
@@ -244,6 +257,10 @@ const server = http.createServer((req, res) => provider.callback()(req, res));
 await new Promise((resolve) => { server.listen(0, '127.0.0.1', resolve); });
 const issuer = `http://127.0.0.1:${server.address().port}`;
 provider = new Provider(issuer, configuration);
+// Failed back-channel deliveries go to stderr (the test harness keeps it in op.log).
+provider.on('backchannel.error', (ctx, err, client) => {
+  process.stderr.write(`backchannel logout to ${client.clientId} failed: ${err.message}\n`);
+});
 
 // The login form's submission: check the account, record CIS2's authentication context.
 provider.use(async (ctx, next) => {
