@@ -392,7 +392,7 @@ impl Gateway {
             let provider = &state.providers[route.provider];
             let kept = state.kept_paths(route.provider);
             let refreshed = match &handle {
-                Handle::Redis(_) => {
+                Handle::Redis { .. } => {
                     let stored = Stored {
                         cfg,
                         store: &state.store,

@@ -165,7 +165,7 @@ impl Refresher {
         metrics: &Metrics,
         now: u64,
     ) -> Result<Session, RefreshError> {
-        let (Some(redis), Handle::Redis(id)) = (stored.store.redis(), stored.handle) else {
+        let (Some(redis), Handle::Redis { id, .. }) = (stored.store.redis(), stored.handle) else {
             return self
                 .refresh(provider, kept_paths, session, metrics, now)
                 .await;
@@ -187,7 +187,7 @@ impl Refresher {
             }
             tokio::time::sleep(LOCK_POLL).await;
             match stored.store.reload(stored.codec, stored.handle).await {
-                Ok(current) if !is_due(&current, now) => return Ok(current),
+                Ok(current) if !is_due(&current.session, now) => return Ok(current.session),
                 Ok(_) => {}
                 Err(LoadError::Miss(_)) => return Err(RefreshError::Rejected("session_revoked")),
                 Err(LoadError::Unavailable(_)) => return Err(RefreshError::Store),
@@ -213,15 +213,15 @@ impl Refresher {
             Err(LoadError::Miss(_)) => return Err(RefreshError::Rejected("session_revoked")),
             Err(LoadError::Unavailable(_)) => return Err(RefreshError::Store),
         };
-        if !is_due(&current, now) {
-            return Ok(current);
+        if !is_due(&current.session, now) {
+            return Ok(current.session);
         }
         match self
-            .refresh(provider, kept_paths, &current, metrics, now)
+            .refresh(provider, kept_paths, &current.session, metrics, now)
             .await
         {
             Ok(fresh) => {
-                store_refreshed(stored, &fresh, now).await?;
+                store_refreshed(stored, &current.handle, &fresh, now).await?;
                 Ok(fresh)
             }
             Err(RefreshError::Rejected(reason)) => {
@@ -237,6 +237,7 @@ impl Refresher {
 /// waiting on it find it fresh.
 async fn store_refreshed(
     stored: &Stored<'_>,
+    handle: &Handle,
     fresh: &Session,
     now: u64,
 ) -> Result<(), RefreshError> {
@@ -245,7 +246,7 @@ async fn store_refreshed(
     let none = RequestCookies::default();
     match stored
         .store
-        .save(stored.cfg, stored.codec, stored.handle, &fresh, &none, now)
+        .save(stored.cfg, stored.codec, handle, &fresh, &none, now)
         .await
     {
         Ok(_) => Ok(()),

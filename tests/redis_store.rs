@@ -532,3 +532,40 @@ async fn a_new_login_replaces_the_browsers_previous_session() {
     let now = b.get(&env.url("/app")).await;
     assert_eq!(now.status, StatusCode::OK);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn activity_renews_the_idle_ttl_and_idleness_ends_the_session_in_redis() {
+    let redis = RedisServer::start();
+    let env = Env::with(redis_options(&redis, "idle_timeout = \"3s\"")).await;
+    let mut b = Browser::new();
+    assert_eq!(
+        b.login(&env.url("/app"), "alice").await.status,
+        StatusCode::OK
+    );
+    let key = redis.cli(&["--scan", "--pattern", "oidc-gateway:s:*"]);
+    let key = key.trim();
+    let ttl = |redis: &RedisServer| -> i64 { redis.cli(&["PTTL", key]).trim().parse().unwrap() };
+    assert!((1..=3000).contains(&ttl(&redis)), "TTL is the idle timeout");
+    // Used every 1.5 s for 6 s: each use renews the TTL, so the session outlives 3 s.
+    for _ in 0..4 {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert_eq!(b.get(&env.url("/app")).await.status, StatusCode::OK);
+        assert!(ttl(&redis) > 1500, "renewed on activity");
+    }
+    // Then idle: Redis drops it, and the cookie no longer opens a session.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    assert_eq!(redis.cli(&["EXISTS", key]).trim(), "0");
+    assert_eq!(b.get(&env.url("/app")).await.status, StatusCode::FOUND);
+}
+
+#[test]
+fn the_compare_and_set_version_is_what_redis_lua_computes() {
+    let redis = RedisServer::start();
+    for value in ["", "abc", "v1.AAECAwQ-_x"] {
+        let lua = redis.cli(&["EVAL", "return redis.sha1hex(ARGV[1])", "0", value]);
+        assert_eq!(
+            lua.trim(),
+            oidc_gateway::session::redis_store::version(value)
+        );
+    }
+}

@@ -43,6 +43,24 @@ pub enum RedisSetupError {
     Ca { path: String, reason: String },
 }
 
+/// What [`RedisStore::update`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Update {
+    Written,
+    /// Another write came first; the stored session is newer than the caller's.
+    Changed,
+    /// The session was deleted (logout, revocation, expiry).
+    Gone,
+}
+
+/// The version of a stored value that [`RedisStore::update`] compares against: its SHA-1, as
+/// Redis's Lua computes it (an identity check, not a security property).
+pub fn version(stored: &str) -> String {
+    sha1_smol::Sha1::from(stored.as_bytes())
+        .digest()
+        .to_string()
+}
+
 /// Index of sessions for back-channel logout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Index {
@@ -82,6 +100,20 @@ for _, id in ipairs(ids) do
 end
 redis.call('DEL', KEYS[1])
 return n
+"#;
+
+/// Replaces a session only if it is still the version the caller loaded (`ARGV[1]`, the
+/// SHA-1 of the stored value): 1 written, 0 changed meanwhile (left alone), -1 gone.
+const UPDATE: &str = r#"
+local current = redis.call('GET', KEYS[1])
+if not current then
+  return -1
+end
+if redis.sha1hex(current) ~= ARGV[1] then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+return 1
 "#;
 
 /// Deletes a lock only if it still holds the caller's token.
@@ -262,27 +294,33 @@ impl RedisStore {
             .await
     }
 
-    /// Replaces a session that still exists (`XX`: a session revoked meanwhile stays revoked).
-    /// Returns whether it existed.
+    /// Replaces session `id` if it is still at `version` (see [`version`]): a session revoked
+    /// meanwhile stays revoked, and one that another request or instance rewrote meanwhile
+    /// (a refresh) is not overwritten with older tokens.
     pub async fn update(
         &self,
         id: &str,
+        version: &str,
         sealed: &str,
         ttl: Duration,
-    ) -> Result<bool, StoreUnavailable> {
+    ) -> Result<Update, StoreUnavailable> {
         let key = self.session_key(id);
-        self.run("update", async |c| {
-            redis::cmd("SET")
-                .arg(&key)
-                .arg(sealed)
-                .arg("PX")
-                .arg(millis(ttl))
-                .arg("XX")
-                .query_async::<Option<String>>(c)
-                .await
-                .map(|r| r.is_some())
+        let outcome = self
+            .run("update", async |c| {
+                Script::new(UPDATE)
+                    .key(&key)
+                    .arg(version)
+                    .arg(sealed)
+                    .arg(millis(ttl))
+                    .invoke_async::<i64>(c)
+                    .await
+            })
+            .await?;
+        Ok(match outcome {
+            1 => Update::Written,
+            0 => Update::Changed,
+            _ => Update::Gone,
         })
-        .await
     }
 
     /// Deletes one session (local logout).

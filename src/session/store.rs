@@ -11,7 +11,7 @@ use rand::RngCore;
 
 use super::codec::Codec;
 use super::cookies::{delete_cookie, set_cookie, write_session, RequestCookies, TooLarge};
-use super::redis_store::{Index, RedisStore, StoreUnavailable};
+use super::redis_store::{version, Index, RedisStore, StoreUnavailable, Update};
 use super::{Miss, Session};
 use crate::config::SessionConfig;
 
@@ -26,8 +26,12 @@ pub enum SessionStore {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Handle {
     Cookie,
-    /// The Redis session id (43 base64url characters of 32 random bytes).
-    Redis(String),
+    /// The Redis session id (43 base64url characters of 32 random bytes) and the version of
+    /// the stored session that was loaded (saves compare and set against it).
+    Redis {
+        id: String,
+        version: String,
+    },
 }
 
 /// A session and where it lives.
@@ -130,11 +134,7 @@ impl SessionStore {
         if !is_id(&id) {
             return Err(Miss::Malformed.into());
         }
-        let session = fetch(redis, codec, &id).await?;
-        Ok(Loaded {
-            session,
-            handle: Handle::Redis(id),
-        })
+        fetch(redis, codec, id).await
     }
 
     /// Stores the session of a new login; `Set-Cookie` values for the response.
@@ -201,13 +201,16 @@ impl SessionStore {
         now: u64,
     ) -> Result<Vec<String>, SaveError> {
         match (self, handle) {
-            (SessionStore::Redis(redis), Handle::Redis(id)) => {
+            (SessionStore::Redis(redis), Handle::Redis { id, version }) => {
                 let json = serde_json::to_vec(session).unwrap_or_default();
                 let blob = codec.seal(&redis.blob_name(id), &json);
-                if redis.update(id, &blob, ttl(cfg, session, now)).await? {
-                    Ok(Vec::new())
-                } else {
-                    Err(SaveError::Gone)
+                match redis
+                    .update(id, version, &blob, ttl(cfg, session, now))
+                    .await?
+                {
+                    // Changed: a newer version (a refresh elsewhere) is stored and stays.
+                    Update::Written | Update::Changed => Ok(Vec::new()),
+                    Update::Gone => Err(SaveError::Gone),
                 }
             }
             _ => Ok(write_session(cfg, codec, session, previous, now)?),
@@ -217,28 +220,37 @@ impl SessionStore {
     /// Removes a session from the store (logout). The cookies are cleared by the caller.
     pub async fn remove(&self, handle: &Handle) -> Result<(), StoreUnavailable> {
         match (self, handle) {
-            (SessionStore::Redis(redis), Handle::Redis(id)) => redis.delete(id).await,
+            (SessionStore::Redis(redis), Handle::Redis { id, .. }) => redis.delete(id).await,
             _ => Ok(()),
         }
     }
 
-    /// The stored session `id` as it is now (another instance may have refreshed it).
-    pub async fn reload(&self, codec: &Codec, handle: &Handle) -> Result<Session, LoadError> {
+    /// The stored session as it is now (another instance may have refreshed it).
+    pub async fn reload(&self, codec: &Codec, handle: &Handle) -> Result<Loaded, LoadError> {
         match (self, handle) {
-            (SessionStore::Redis(redis), Handle::Redis(id)) => fetch(redis, codec, id).await,
+            (SessionStore::Redis(redis), Handle::Redis { id, .. }) => {
+                fetch(redis, codec, id.clone()).await
+            }
             _ => Err(Miss::Absent.into()),
         }
     }
 }
 
-async fn fetch(redis: &RedisStore, codec: &Codec, id: &str) -> Result<Session, LoadError> {
-    let Some(blob) = redis.get(id).await? else {
+async fn fetch(redis: &RedisStore, codec: &Codec, id: String) -> Result<Loaded, LoadError> {
+    let Some(blob) = redis.get(&id).await? else {
         return Err(Miss::Revoked.into());
     };
     let plain = codec
-        .open(&redis.blob_name(id), &blob)
+        .open(&redis.blob_name(&id), &blob)
         .map_err(Miss::Unsealable)?;
-    serde_json::from_slice(&plain).map_err(|_| Miss::Malformed.into())
+    let session = serde_json::from_slice(&plain).map_err(|_| Miss::Malformed)?;
+    Ok(Loaded {
+        session,
+        handle: Handle::Redis {
+            id,
+            version: version(&blob),
+        },
+    })
 }
 
 #[cfg(test)]
