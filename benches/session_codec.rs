@@ -1,11 +1,14 @@
 //! Session cookie on the request path: pick the gateway's cookies out of `Cookie`, base64url
-//! decode, AES-256-GCM open, JSON deserialize; and the re-seal a touched session costs.
+//! decode, AES-256-GCM open, JSON deserialize; the same when the opened session is cached; and
+//! the re-seal a touched session costs.
 //!
 //!   cargo bench --bench session_codec
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use oidc_gateway::session::cache::OpenedSessions;
 use oidc_gateway::session::cookies::write_session;
 use oidc_gateway::session::{Codec, RequestCookies};
 use std::hint::black_box;
+use std::sync::Arc;
 
 #[path = "support/fixtures.rs"]
 mod fixtures;
@@ -40,6 +43,32 @@ fn bench(c: &mut Criterion) {
         });
     }
     open.finish();
+    // The same, when the cookie opened before (the cookie store keeps opened sessions briefly):
+    // the cookies are picked out and the sealed text is hashed and compared.
+    let cache = OpenedSessions::new();
+    let mut cached = c.benchmark_group("session_open_cached");
+    for (label, session) in fixtures::sessions(&config) {
+        let header = fixtures::sealed_cookie_header(&config, &session).expect("fits");
+        let cookies = RequestCookies::parse(
+            std::iter::once(header.as_bytes()),
+            &cfg.cookie_name,
+            cfg.max_chunks,
+        );
+        let sealed = cookies.sealed().expect("sealed text");
+        cache.insert(&sealed, Arc::new(session.clone()));
+        cached.bench_function(BenchmarkId::from_parameter(label), |b| {
+            b.iter(|| {
+                let cookies = RequestCookies::parse(
+                    std::iter::once(black_box(header.as_bytes())),
+                    &cfg.cookie_name,
+                    cfg.max_chunks,
+                );
+                let sealed = cookies.sealed().expect("sealed text");
+                black_box(cache.get(&sealed).is_some())
+            })
+        });
+    }
+    cached.finish();
     let mut seal = c.benchmark_group("session_reseal");
     for (label, session) in fixtures::sessions(&config) {
         seal.bench_function(BenchmarkId::from_parameter(label), |b| {

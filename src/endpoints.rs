@@ -359,9 +359,10 @@ async fn userinfo(state: &GatewayState, session: &Session) -> Reply {
         cfg.max_chunks,
     );
     match state.store.load(cfg, &state.codec, &cookies).await {
-        Ok(l) if l.session.expired_at(cfg, now()).is_none() => {
-            respond::json(200, serde_json::Value::Object(l.session.claims).to_string())
-        }
+        Ok(l) if l.session.expired_at(cfg, now()).is_none() => respond::json(
+            200,
+            serde_json::Value::Object(l.session.claims.clone()).to_string(),
+        ),
         Err(LoadError::Unavailable(_)) => respond::store_unavailable(false),
         _ => respond::login_required_api(&login_url(state, "/"), None),
     }
@@ -417,7 +418,7 @@ async fn forward_auth(state: &GatewayState, metrics: &Metrics, session: &Session
                 if u.expired_at(cfg, now()).is_none()
                     && u.provider == state.providers[provider].name() =>
             {
-                (u.claims, is_browser(&req.headers))
+                (u.claims.clone(), is_browser(&req.headers))
             }
             Err(LoadError::Unavailable(_)) => return respond::store_unavailable(false),
             _ => {

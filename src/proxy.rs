@@ -18,7 +18,7 @@ use pingora::{Error, ErrorSource, ErrorType, Result};
 
 use crate::audit;
 use crate::authz;
-use crate::bearer::bearer_token;
+use crate::bearer::{bearer_token, BearerIdentity};
 use crate::claims::Claims;
 use crate::config::{AuthMode, RouteConfig};
 use crate::endpoints::{self, login_url};
@@ -60,7 +60,8 @@ pub struct RequestCtx {
     route: Option<Arc<RouteConfig>>,
     /// Normalised path plus query, when it differs from what the client sent.
     rewritten_uri: Option<String>,
-    claims: Option<Claims>,
+    /// Whose claims go upstream as identity headers.
+    identity: Option<Identity>,
     /// `X-Auth-Assertion` for routes with `assertion = true`.
     assertion: Option<Arc<str>>,
     set_cookies: Vec<String>,
@@ -85,7 +86,7 @@ impl ProxyHttp for Gateway {
             state: None,
             route: None,
             rewritten_uri: None,
-            claims: None,
+            identity: None,
             assertion: None,
             set_cookies: Vec::new(),
             sub: None,
@@ -154,8 +155,8 @@ impl ProxyHttp for Gateway {
             })?;
             upstream.set_uri(uri);
         }
-        if let Some(claims) = &ctx.claims {
-            for (rule, value) in identity::headers(&route.headers, claims) {
+        if let Some(who) = &ctx.identity {
+            for (rule, value) in identity::headers(&route.headers, who.claims()) {
                 upstream.insert_header(rule.display.clone(), value.as_slice())?;
             }
         }
@@ -345,7 +346,7 @@ impl Gateway {
                 return Some(reply);
             }
             return self
-                .admit(state, &route, identity.claims.clone(), ctx)
+                .admit(state, &route, Identity::Bearer(identity), ctx)
                 .await;
         }
         let cfg = &state.config.session;
@@ -411,7 +412,7 @@ impl Gateway {
             };
             match refreshed {
                 Ok(fresh) => {
-                    user = fresh;
+                    user = Arc::new(fresh);
                     reseal = true;
                 }
                 // Fail closed: the provider's tokens have expired and it cannot confirm the
@@ -435,8 +436,10 @@ impl Gateway {
             return Some(reply);
         }
         if reseal {
+            // A copy: the cache of opened cookies keeps the session as it was sealed.
+            let user = Arc::make_mut(&mut user);
             user.last_seen = now;
-            match self.save(state, &handle, &mut user, &cookies, now).await {
+            match self.save(state, &handle, user, &cookies, now).await {
                 Ok(set) => ctx.set_cookies = set,
                 Err(SaveError::Unavailable(_)) => {
                     return Some(respond::store_unavailable(browser));
@@ -451,7 +454,8 @@ impl Gateway {
                 Err(e) => tracing::warn!(error = %e, "could not re-seal the session"),
             }
         }
-        self.admit(state, &route, user.claims, ctx).await
+        self.admit(state, &route, Identity::Session(user), ctx)
+            .await
     }
 
     /// Saves a touched or refreshed session. A cookie session that no longer fits drops its
@@ -489,12 +493,13 @@ impl Gateway {
         &self,
         state: &GatewayState,
         route: &RouteConfig,
-        claims: Claims,
+        identity: Identity,
         ctx: &mut RequestCtx,
     ) -> Option<Reply> {
-        ctx.sub = subject(&claims);
+        let claims = identity.claims();
+        ctx.sub = subject(claims);
         if route.assertion {
-            match crate::assertion::for_route(state.assertions.as_ref(), route, &claims).await {
+            match crate::assertion::for_route(state.assertions.as_ref(), route, claims).await {
                 Ok(a) => ctx.assertion = a,
                 Err(e) => {
                     tracing::error!(route = %route.name, error = %e, "identity assertion not signed");
@@ -502,7 +507,7 @@ impl Gateway {
                 }
             }
         }
-        ctx.claims = Some(claims);
+        ctx.identity = Some(identity);
         None
     }
 }
@@ -541,6 +546,22 @@ impl Gateway {
                 || state.config.server.cors_origins.iter().any(|c| c == o)
         });
         respond::login_required_api(&login_url(state, &return_to), cors).with_cookies(stale)
+    }
+}
+
+/// An identified request's user: a session or a bearer token, shared with the cache it came
+/// from rather than copied.
+enum Identity {
+    Session(Arc<UserSession>),
+    Bearer(Arc<BearerIdentity>),
+}
+
+impl Identity {
+    fn claims(&self) -> &Claims {
+        match self {
+            Identity::Session(s) => &s.claims,
+            Identity::Bearer(b) => &b.claims,
+        }
     }
 }
 

@@ -187,7 +187,9 @@ impl Refresher {
             }
             tokio::time::sleep(LOCK_POLL).await;
             match stored.store.reload(stored.codec, stored.handle).await {
-                Ok(current) if !is_due(&current.session, now) => return Ok(current.session),
+                Ok(current) if !is_due(&current.session, now) => {
+                    return Ok(Arc::unwrap_or_clone(current.session))
+                }
                 Ok(_) => {}
                 Err(LoadError::Miss(_)) => return Err(RefreshError::Rejected("session_revoked")),
                 Err(LoadError::Unavailable(_)) => return Err(RefreshError::Store),
@@ -214,7 +216,7 @@ impl Refresher {
             Err(LoadError::Unavailable(_)) => return Err(RefreshError::Store),
         };
         if !is_due(&current.session, now) {
-            return Ok(current.session);
+            return Ok(Arc::unwrap_or_clone(current.session));
         }
         match self
             .refresh(provider, kept_paths, &current.session, metrics, now)

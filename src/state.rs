@@ -16,6 +16,7 @@ use crate::metrics::Metrics;
 use crate::oidc::client_auth::ClientAuthError;
 use crate::oidc::Provider;
 use crate::routing::RouteTable;
+use crate::session::cache::OpenedSessions;
 use crate::session::redis_store::{RedisSetupError, RedisStore};
 use crate::session::{Codec, SessionStore};
 use crate::tls::{upstream_ca, TlsError};
@@ -82,7 +83,7 @@ impl GatewayState {
         previous_store: Option<&SessionStore>,
     ) -> Result<GatewayState, StateError> {
         let store = match &config.session.store {
-            SessionStoreKind::Cookie => SessionStore::Cookie,
+            SessionStoreKind::Cookie => SessionStore::Cookie(Arc::new(OpenedSessions::new())),
             SessionStoreKind::Redis(cfg) => match previous_store.and_then(SessionStore::redis) {
                 Some(old) if old.config() == cfg => SessionStore::Redis(old.clone()),
                 _ => SessionStore::Redis(Arc::new(RedisStore::new(cfg, metrics.clone())?)),

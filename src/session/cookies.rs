@@ -1,5 +1,7 @@
 //! The gateway's cookies in a request, and the `Set-Cookie` values it answers with.
 
+use std::borrow::Cow;
+
 use cookie::{Cookie, SameSite as CookieSameSite};
 
 use super::codec::Codec;
@@ -71,11 +73,17 @@ impl<'a> RequestCookies<'a> {
 
     /// Opens the session. Chunk count is checked before any decryption work.
     pub fn session(&self, cfg: &SessionConfig, codec: &Codec) -> Result<Session, Miss> {
+        open(cfg, codec, &self.sealed()?)
+    }
+
+    /// The sealed session as one text: the bare cookie, or the chunks joined in order. Chunk
+    /// count and order are checked here, before any decryption work.
+    pub fn sealed(&self) -> Result<Cow<'a, str>, Miss> {
         if self.chunk_overflow {
             return Err(Miss::TooManyChunks);
         }
-        let plain = match (self.bare, self.chunks.is_empty()) {
-            (Some(value), _) => codec.open(&cfg.cookie_name, value),
+        match (self.bare, self.chunks.is_empty()) {
+            (Some(value), _) => Ok(Cow::Borrowed(value)),
             (None, false) => {
                 let mut chunks = self.chunks.clone();
                 chunks.sort_unstable_by_key(|(n, _)| *n);
@@ -86,13 +94,19 @@ impl<'a> RequestCookies<'a> {
                 for (_, v) in &chunks {
                     joined.push_str(v);
                 }
-                codec.open(&cfg.cookie_name, &joined)
+                Ok(Cow::Owned(joined))
             }
-            (None, true) => return Err(Miss::Absent),
+            (None, true) => Err(Miss::Absent),
         }
-        .map_err(Miss::Unsealable)?;
-        serde_json::from_slice(&plain).map_err(|_| Miss::Malformed)
     }
+}
+
+/// Opens a sealed session text (see [`RequestCookies::sealed`]).
+pub fn open(cfg: &SessionConfig, codec: &Codec, sealed: &str) -> Result<Session, Miss> {
+    let plain = codec
+        .open(&cfg.cookie_name, sealed)
+        .map_err(Miss::Unsealable)?;
+    serde_json::from_slice(&plain).map_err(|_| Miss::Malformed)
 }
 
 /// The session did not fit in the allowed number of cookies.

@@ -4,6 +4,7 @@
 //! logout need. It is sealed as one value and split into `{name}_0..N` chunks only when it does
 //! not fit in one cookie. Anything wrong with the cookies is "no session", never an error page.
 
+pub mod cache;
 pub mod codec;
 pub mod cookies;
 pub mod login_state;

@@ -9,8 +9,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use rand::RngCore;
 
+use super::cache::OpenedSessions;
 use super::codec::Codec;
-use super::cookies::{delete_cookie, set_cookie, write_session, RequestCookies, TooLarge};
+use super::cookies::{delete_cookie, open, set_cookie, write_session, RequestCookies, TooLarge};
 use super::redis_store::{version, Index, RedisStore, StoreUnavailable, Update};
 use super::{Miss, Session};
 use crate::config::SessionConfig;
@@ -18,7 +19,8 @@ use crate::config::SessionConfig;
 /// The configured session store.
 #[derive(Clone)]
 pub enum SessionStore {
-    Cookie,
+    /// With the sessions it opened recently (see `cache`).
+    Cookie(Arc<OpenedSessions>),
     Redis(Arc<RedisStore>),
 }
 
@@ -34,10 +36,11 @@ pub enum Handle {
     },
 }
 
-/// A session and where it lives.
+/// A session and where it lives. The session is shared with the cache of opened cookies: a
+/// request that changes it makes its own copy (`Arc::make_mut`).
 #[derive(Debug)]
 pub struct Loaded {
-    pub session: Session,
+    pub session: Arc<Session>,
     pub handle: Handle,
 }
 
@@ -94,7 +97,7 @@ impl SessionStore {
     pub fn redis(&self) -> Option<&Arc<RedisStore>> {
         match self {
             SessionStore::Redis(r) => Some(r),
-            SessionStore::Cookie => None,
+            SessionStore::Cookie(_) => None,
         }
     }
 
@@ -107,11 +110,20 @@ impl SessionStore {
         cookies: &RequestCookies<'_>,
     ) -> Result<Loaded, LoadError> {
         let redis = match self {
-            SessionStore::Cookie => {
+            SessionStore::Cookie(cache) => {
+                let sealed = cookies.sealed()?;
+                let session = match cache.get(&sealed) {
+                    Some(s) => s,
+                    None => {
+                        let s = Arc::new(open(cfg, codec, &sealed)?);
+                        cache.insert(&sealed, s.clone());
+                        s
+                    }
+                };
                 return Ok(Loaded {
-                    session: cookies.session(cfg, codec)?,
+                    session,
                     handle: Handle::Cookie,
-                })
+                });
             }
             SessionStore::Redis(r) => r,
         };
@@ -149,7 +161,7 @@ impl SessionStore {
         now: u64,
     ) -> Result<Vec<String>, SaveError> {
         let redis = match self {
-            SessionStore::Cookie => {
+            SessionStore::Cookie(_) => {
                 return Ok(write_session(cfg, codec, session, previous, now)?);
             }
             SessionStore::Redis(r) => r,
@@ -245,7 +257,7 @@ async fn fetch(redis: &RedisStore, codec: &Codec, id: String) -> Result<Loaded, 
         .map_err(Miss::Unsealable)?;
     let session = serde_json::from_slice(&plain).map_err(|_| Miss::Malformed)?;
     Ok(Loaded {
-        session,
+        session: Arc::new(session),
         handle: Handle::Redis {
             id,
             version: version(&blob),
