@@ -293,7 +293,11 @@ hwm_matrix=$(vm $gw VmHWM)
 # In a fresh gateway process, so that its peak RSS is this workload's own (the matrix above
 # peaks at 256 connections, which is a different question).
 echo "== $sessions distinct sessions (fresh gateway process)" >&2
-kill -INT $gw; wait $gw 2>/dev/null || true
+kill -INT $gw
+# Never hang here (a gateway that does not stop is a bug to report, not to wait on).
+for _ in $(seq 100); do kill -0 $gw 2>/dev/null || break; sleep 0.1; done
+if kill -0 $gw 2>/dev/null; then echo "gateway still running 10 s after SIGINT; killing it" >&2; kill -9 $gw; fi
+wait $gw 2>/dev/null || true
 start_gateway
 mint "$sessions" "$tmp/sessions"
 total=0; bad=0

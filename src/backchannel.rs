@@ -183,11 +183,18 @@ pub async fn revoke(
         ));
     }
     let revoked = match (&request.sid, &request.sub) {
-        (Some(sid), _) => store.revoke(Index::Sid, provider, sid).await?,
-        (None, Some(sub)) => store.revoke(Index::Sub, provider, sub).await?,
-        (None, None) => 0,
+        (Some(sid), _) => store.revoke(Index::Sid, provider, sid).await,
+        (None, Some(sub)) => store.revoke(Index::Sub, provider, sub).await,
+        (None, None) => Ok(0),
     };
-    Ok(revoked)
+    match revoked {
+        Ok(n) => Ok(n),
+        Err(e) => {
+            // Not carried out: the provider's retry of this token must not count as a replay.
+            let _ = store.forget_jti(provider, &request.jti).await;
+            Err(e.into())
+        }
+    }
 }
 
 #[cfg(test)]

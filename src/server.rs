@@ -150,6 +150,7 @@ pub fn run(
         },
     ));
     reload::claim_sighup().map_err(StartError::Signal)?;
+    exit_on_sigint().map_err(StartError::Signal)?;
     server.add_service(background_service(
         "reload",
         Reloader {
@@ -163,6 +164,32 @@ pub fn run(
     tracing::info!(listen = %server_cfg.listen, public_url = %server_cfg.public_origin, "oidc-gateway serving");
     drop(current);
     server.run_forever()
+}
+
+/// SIGINT (Ctrl-C) ends the process at once, from a thread of its own.
+///
+/// Pingora's own fast shutdown on SIGINT drops its runtimes one by one; with one runtime per
+/// worker thread (`work_stealing: false`), a listener whose runtime is already shutting down
+/// can be left accepting in a loop that fails and logs at full speed, forever, which filled a
+/// disk with 70 GB of "Accept() failed" lines within minutes. A fast shutdown drops requests
+/// in flight anyway, so exiting directly loses nothing but that loop. SIGTERM still drains.
+fn exit_on_sigint() -> std::io::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()?;
+    let mut sigint = rt.block_on(async {
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+    })?;
+    std::thread::Builder::new()
+        .name("sigint".into())
+        .spawn(move || {
+            rt.block_on(sigint.recv());
+            tracing::info!(
+                "SIGINT: exiting now (requests in flight are dropped; SIGTERM drains them)"
+            );
+            std::process::exit(0);
+        })?;
+    Ok(())
 }
 
 /// Ends the process once a graceful shutdown (SIGTERM) has no request left in flight, instead of

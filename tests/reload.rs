@@ -245,3 +245,27 @@ async fn sigterm_lets_a_request_in_flight_finish_then_exits() {
     assert!(code.success(), "exit status {code:?}");
     assert!(sent.elapsed() >= Duration::from_millis(1500));
 }
+
+/// SIGINT (Ctrl-C) ends the process at once, right after start-up and traffic too. Pingora's own
+/// fast shutdown could leave a listener failing accept() in a loop that logged at full speed,
+/// forever (one run in five here); the gateway exits itself instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_exits_at_once_without_a_log_flood() {
+    for round in 0..4 {
+        let mut env = Env::start().await;
+        let mut b = Browser::new();
+        assert_eq!(b.get(&env.url("/public/x")).await.status, StatusCode::OK);
+        assert_eq!(b.get(&env.url("/")).await.status, StatusCode::FOUND);
+        env.gateway.signal("INT");
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while env.gateway.child.try_wait().unwrap().is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: still running 3 s after SIGINT"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let logs = env.gateway.logs();
+        assert!(!logs.contains("Accept() failed"), "round {round}:\n{logs}");
+    }
+}

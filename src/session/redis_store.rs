@@ -358,11 +358,7 @@ impl RedisStore {
         jti: &str,
         keep: Duration,
     ) -> Result<bool, StoreUnavailable> {
-        let key = format!(
-            "{}jti:{provider}:{}",
-            self.cfg.key_prefix,
-            hex(&Sha256::digest(jti.as_bytes()))
-        );
+        let key = self.jti_key(provider, jti);
         self.run("jti", async |c| {
             redis::cmd("SET")
                 .arg(&key)
@@ -375,6 +371,24 @@ impl RedisStore {
                 .map(|r| r.is_some())
         })
         .await
+    }
+
+    /// Forgets a `jti` recorded by [`first_use`](Self::first_use) whose logout could not be
+    /// carried out, so that the provider's retry is not refused as a replay.
+    pub async fn forget_jti(&self, provider: &str, jti: &str) -> Result<(), StoreUnavailable> {
+        let key = self.jti_key(provider, jti);
+        self.run("jti", async |c| {
+            redis::cmd("DEL").arg(&key).query_async::<()>(c).await
+        })
+        .await
+    }
+
+    fn jti_key(&self, provider: &str, jti: &str) -> String {
+        format!(
+            "{}jti:{provider}:{}",
+            self.cfg.key_prefix,
+            hex(&Sha256::digest(jti.as_bytes()))
+        )
     }
 
     /// Takes the refresh lock of session `id` for `ttl` with `token`; `false` when another
