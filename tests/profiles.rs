@@ -43,7 +43,7 @@ async fn run_profile(file: &str, port: u16, provider: impl FnOnce(&mut Table, &P
     .unwrap();
     let mut cfg: Table = text.parse().unwrap();
     let admin = free_port();
-    let echo = start_echo("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let echo = start_echo(common::any_loopback()).await.unwrap();
     let section = |cfg: &mut Table, name: &str| -> Table {
         cfg.get(name)
             .and_then(Value::as_table)

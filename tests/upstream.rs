@@ -20,7 +20,9 @@ type SeenHeaders = Arc<Mutex<Vec<(String, String)>>>;
 // The handshake callback's error type is tungstenite's (an HTTP response), not ours.
 #[allow(clippy::result_large_err)]
 async fn start_ws_echo() -> (u16, SeenHeaders) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener = tokio::net::TcpListener::bind(common::any_loopback())
+        .await
+        .unwrap();
     let port = listener.local_addr().unwrap().port();
     let seen: SeenHeaders = Arc::default();
     let record = seen.clone();
@@ -141,7 +143,7 @@ async fn a_websocket_upgrade_passes_through_with_identity_headers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upstream_that_never_answers_gets_a_504_within_the_read_timeout() {
     // Accepted by the kernel's backlog, never answered.
-    let hung = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hung = std::net::TcpListener::bind(common::any_loopback()).unwrap();
     let routes = format!(
         "[[route]]\nname = \"hung\"\npath = \"/hung\"\nauth = \"public\"\nupstream = \"http://127.0.0.1:{}\"\n{}",
         hung.local_addr().unwrap().port(),

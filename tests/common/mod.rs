@@ -41,6 +41,13 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// A loopback address on a port from [`free_port`], for the tests' own servers: binding port 0
+/// instead could take a port just handed to a gateway that has not bound it yet, and requests
+/// meant for that gateway would reach the other server.
+pub fn any_loopback() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], free_port()))
+}
+
 /// How the gateway authenticates at the provider in a test.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Auth {
@@ -249,9 +256,7 @@ impl Env {
         };
         let issuer = format!("http://{provider_addr}{}", opts.issuer_path);
         let discovery = format!("http://{provider_addr}/.well-known/openid-configuration");
-        let echo = start_echo("127.0.0.1:0".parse().unwrap())
-            .await
-            .expect("echo");
+        let echo = start_echo(any_loopback()).await.expect("echo");
         let admin_port = free_port();
         let keys = opts
             .keys

@@ -223,7 +223,7 @@ impl OpEnv {
             id_token_ttl: opts.id_token_ttl,
             rotate_refresh_token: opts.rotate_refresh_token,
         });
-        let echo = oidc_gateway::devprovider::start_echo("127.0.0.1:0".parse().unwrap())
+        let echo = oidc_gateway::devprovider::start_echo(crate::common::any_loopback())
             .await
             .unwrap();
         let auth = match opts.client {
