@@ -35,6 +35,20 @@ fn url(g: &Gateway, path: &str) -> String {
     format!("{}{path}", g.base)
 }
 
+/// A login that succeeds at the provider but cannot be stored: 503, no session.
+async fn login_fails_closed(env: &Env) {
+    let mut bob = Browser::new();
+    let first = bob.get(&env.url("/app")).await;
+    let back = bob.through_provider(&first, "bob").await;
+    assert_eq!(
+        back.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        back.body
+    );
+    assert!(bob.session_cookie_names().is_empty());
+}
+
 /// POSTs a logout token to the back-channel endpoint of `g`.
 async fn backchannel(g: &Gateway, token: &str) -> (StatusCode, String) {
     let r = reqwest::Client::new()
@@ -436,15 +450,7 @@ async fn redis_with_an_acl_user_from_a_url_file() {
         ..Options::default()
     })
     .await;
-    let mut bob = Browser::new();
-    let first = bob.get(&wrong.url("/app")).await;
-    let back = bob.through_provider(&first, "bob").await;
-    assert_eq!(
-        back.status,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "{}",
-        back.body
-    );
+    login_fails_closed(&wrong).await;
     let logs = wrong.gateway.logs();
     assert!(logs.contains("Redis unavailable"), "{logs}");
     assert!(!logs.contains("wrong-pw"));
@@ -490,15 +496,7 @@ async fn rediss_verifies_the_server_against_the_configured_ca() {
         ..redis_options(&redis, "redis_ca_file = \"redis-ca.pem\"")
     })
     .await;
-    let mut bob = Browser::new();
-    let first = bob.get(&env.url("/app")).await;
-    let back = bob.through_provider(&first, "bob").await;
-    assert_eq!(
-        back.status,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "{}",
-        back.body
-    );
+    login_fails_closed(&env).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
