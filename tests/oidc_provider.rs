@@ -191,13 +191,7 @@ async fn a_logout_at_the_provider_reaches_the_gateway_by_back_channel() {
     let end_session = format!("{}/session/end", env.op.issuer);
     confirm_logout_at_op(&mut b, &env.op, &end_session).await;
     assert!(!b.session_cookie_names().is_empty());
-    let api = b
-        .request(
-            reqwest::Method::GET,
-            &env.url("/"),
-            &[("accept", "application/json")],
-        )
-        .await;
+    let api = b.get_api(&env.url("/")).await;
     assert_eq!(
         api.status,
         StatusCode::UNAUTHORIZED,

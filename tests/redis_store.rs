@@ -114,13 +114,7 @@ async fn a_session_made_on_one_instance_works_on_the_other_until_logout_on_eithe
     let mut stolen = copy_of(&c);
     assert_eq!(stolen.get(&env.url("/app")).await.status, StatusCode::OK);
     c.get(&url(&b_gw, "/oauth2/logout")).await;
-    let api = stolen
-        .request(
-            reqwest::Method::GET,
-            &env.url("/app"),
-            &[("accept", "application/json")],
-        )
-        .await;
+    let api = stolen.get_api(&env.url("/app")).await;
     assert_eq!(api.status, StatusCode::UNAUTHORIZED);
 }
 
@@ -332,13 +326,7 @@ async fn redis_down_or_hung_fails_closed_and_recovers_without_a_restart() {
         assert!(r.body.contains("Please try again"), "{}", r.body);
         assert!(!r.body.to_lowercase().contains("x-auth-sub"));
     }
-    let api = alice
-        .request(
-            reqwest::Method::GET,
-            &env.url("/app"),
-            &[("accept", "application/json")],
-        )
-        .await;
+    let api = alice.get_api(&env.url("/app")).await;
     assert_eq!(api.status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(api.body.contains("session_store_unavailable"));
     // The cookie was kept, and public routes do not need the store.
@@ -519,13 +507,7 @@ async fn a_new_login_replaces_the_browsers_previous_session() {
             .count(),
         1
     );
-    let api = old
-        .request(
-            reqwest::Method::GET,
-            &env.url("/app"),
-            &[("accept", "application/json")],
-        )
-        .await;
+    let api = old.get_api(&env.url("/app")).await;
     assert_eq!(api.status, StatusCode::UNAUTHORIZED);
     let now = b.get(&env.url("/app")).await;
     assert_eq!(now.status, StatusCode::OK);

@@ -619,6 +619,12 @@ impl Browser {
         self.request(Method::GET, url, &[]).await
     }
 
+    /// GET as an API client would (`Accept: application/json`), with this browser's cookies.
+    pub async fn get_api(&mut self, url: &str) -> Resp {
+        self.request(Method::GET, url, &[("accept", "application/json")])
+            .await
+    }
+
     pub async fn request(&mut self, method: Method, url: &str, headers: &[(&str, &str)]) -> Resp {
         let mut req = self.client.request(method, url);
         // A browser navigation says so with Sec-Fetch-Mode; its Accept stays */* so that the
