@@ -67,15 +67,25 @@ pub fn logout_token(body: &[u8]) -> Result<String, BackchannelError> {
         .ok_or(BackchannelError::Refused("logout_token is missing"))
 }
 
-/// The issuer a token claims, read without verification, to pick the provider whose keys
-/// must then verify it.
-pub fn claimed_issuer(token: &str) -> Option<String> {
+/// The issuer and audiences a token claims, read without verification, to pick the provider
+/// whose keys must then verify it. Two providers may share an issuer (two clients of one
+/// provider), so the audience takes part in the choice.
+pub fn claimed_issuer(token: &str) -> Option<(String, Vec<String>)> {
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use base64::Engine;
     let payload = token.split('.').nth(1)?;
     let bytes = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
     let value: Value = serde_json::from_slice(&bytes).ok()?;
-    value.get("iss")?.as_str().map(str::to_owned)
+    let iss = value.get("iss")?.as_str()?.to_owned();
+    let aud = match value.get("aud") {
+        Some(Value::String(a)) => vec![a.clone()],
+        Some(Value::Array(list)) => list
+            .iter()
+            .filter_map(|a| a.as_str().map(str::to_owned))
+            .collect(),
+        _ => Vec::new(),
+    };
+    Some((iss, aud))
 }
 
 /// Validates a logout token from `provider`.

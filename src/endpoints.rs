@@ -5,23 +5,23 @@ use std::sync::Arc;
 
 use pingora::proxy::Session;
 
+use crate::access::{denied, Access, Admitted, Ask, Denial, OnLogin};
 use crate::audit;
 use crate::backchannel::{self, BackchannelError};
 use crate::claims::retain_for;
-use crate::config::{AuthMode, RouteConfig};
+use crate::config::AuthMode;
 use crate::error::LoginError;
+use crate::forwarded;
 use crate::identity;
 use crate::metrics::{AuthEvent, Metrics};
 use crate::oidc::flow::random_token;
+use crate::paths::canonicalize;
 use crate::request::{cookie_headers, is_browser, query_param, safe_return_path};
 use crate::respond::{self, Reply};
-use crate::routing::normalize_path;
 use crate::session::cookies::{clear_session, delete_cookie};
 use crate::session::login_state::{self, LoginState};
 use crate::session::redis_store::Index;
-use crate::session::{
-    now, now_ms, LoadError, Loaded, RequestCookies, SaveError, Session as UserSession,
-};
+use crate::session::{now, now_ms, RequestCookies, SaveError, Session as UserSession};
 use crate::state::GatewayState;
 
 /// A gateway endpoint.
@@ -57,9 +57,10 @@ pub fn match_endpoint(state: &GatewayState, path: &str) -> Option<Endpoint> {
 pub async fn handle(
     endpoint: Endpoint,
     state: &Arc<GatewayState>,
-    metrics: &Metrics,
+    access: &Access,
     session: &mut Session,
 ) -> Reply {
+    let metrics = &access.metrics;
     let method = session.req_header().method.clone();
     let allowed = match endpoint {
         Endpoint::Logout => {
@@ -76,9 +77,9 @@ pub async fn handle(
     match endpoint {
         Endpoint::Callback => callback(state, metrics, session).await,
         Endpoint::SignIn => sign_in(state, metrics, session),
-        Endpoint::Logout => logout(state, metrics, session).await,
-        Endpoint::Userinfo => userinfo(state, session).await,
-        Endpoint::Auth => forward_auth(state, metrics, session).await,
+        Endpoint::Logout => logout(state, access, session).await,
+        Endpoint::Userinfo => userinfo(state, access, session).await,
+        Endpoint::Auth => forward_auth(state, access, session).await,
         Endpoint::BackchannelLogout => backchannel_logout(state, metrics, session).await,
         Endpoint::Jwks => respond::jwks(
             state
@@ -146,7 +147,11 @@ pub fn start_login(
 fn sign_in(state: &GatewayState, metrics: &Metrics, session: &Session) -> Reply {
     let req = session.req_header();
     let rd = safe_return_path(query_param(req.uri.query(), "rd").as_deref());
-    let provider = provider_for_path(state, &rd);
+    let host = req
+        .headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok());
+    let provider = provider_for_path(state, host, &rd);
     let cookies = RequestCookies::parse(
         cookie_headers(&req.headers),
         &state.config.session.cookie_name,
@@ -155,12 +160,18 @@ fn sign_in(state: &GatewayState, metrics: &Metrics, session: &Session) -> Reply 
     start_login(state, metrics, provider, rd, &cookies, true)
 }
 
-/// The provider of the route that would serve `path` (the first provider if none does).
-fn provider_for_path(state: &GatewayState, path: &str) -> usize {
+/// The provider of the route that would serve `path` (the first provider if none does),
+/// matched exactly as the proxy matches it.
+fn provider_for_path(state: &GatewayState, host: Option<&str>, path: &str) -> usize {
     let path_only = path.split(['?', '#']).next().unwrap_or("/");
-    normalize_path(path_only)
+    canonicalize(path_only, state.routes.fold_case())
         .ok()
-        .and_then(|p| state.routes.match_route(None, &p).map(|r| r.provider))
+        .and_then(|p| {
+            state
+                .routes
+                .match_route(host, &p.matched)
+                .map(|r| r.provider)
+        })
         .unwrap_or(0)
 }
 
@@ -178,6 +189,12 @@ async fn callback(state: &Arc<GatewayState>, metrics: &Metrics, session: &mut Se
     let param = |name| query_param(query.as_deref(), name);
     let state_param = param("state");
     let retry = login_url(state, "/");
+    // One value each: with two, the gateway and a provider (or a log reader) could each read
+    // another one.
+    if let Some(name) = repeated_param(query.as_deref(), &["state", "code", "iss"]) {
+        tracing::info!(parameter = name, "callback refused: parameter repeated");
+        return fail(metrics, "unknown", &LoginError::BadCallback, &retry);
+    }
 
     let found = match &state_param {
         Some(s) => {
@@ -311,24 +328,58 @@ fn fail(metrics: &Metrics, provider: &str, e: &LoginError, retry: &str) -> Reply
     respond::login_failed(e, retry)
 }
 
-async fn logout(state: &GatewayState, metrics: &Metrics, session: &Session) -> Reply {
+/// The first of `names` that appears more than once in `query`.
+fn repeated_param(query: Option<&str>, names: &[&'static str]) -> Option<&'static str> {
+    let query = query?;
+    names.iter().copied().find(|name| {
+        url::form_urlencoded::parse(query.as_bytes())
+            .filter(|(k, _)| k == name)
+            .count()
+            > 1
+    })
+}
+
+async fn logout(state: &GatewayState, access: &Access, session: &Session) -> Reply {
+    let metrics = &access.metrics;
     let cfg = &state.config.session;
     let req = session.req_header();
     let rd = safe_return_path(query_param(req.uri.query(), "rd").as_deref());
+    // A cross-site GET is a link or an image on another site: logging out on it would let any
+    // page end the user's session. Ask instead; the button posts from this origin.
+    let cross_site = req
+        .headers
+        .get("sec-fetch-site")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"cross-site"));
+    if cross_site && req.method != http::Method::POST {
+        tracing::info!("cross-site logout link: asking for confirmation");
+        let rd_param: String = url::form_urlencoded::byte_serialize(rd.as_bytes()).collect();
+        return respond::logout_confirmation(&format!("/oauth2/logout?rd={rd_param}"));
+    }
     let cookies = RequestCookies::parse(
         cookie_headers(&req.headers),
         &cfg.cookie_name,
         cfg.max_chunks,
     );
-    let loaded = match state.store.load(cfg, &state.codec, &cookies).await {
-        Ok(l) => Some(l),
-        Err(LoadError::Miss(_)) => None,
+    let ask = Ask {
+        headers: &req.headers,
+        cookies: &cookies,
+        route: None,
+        browser: true,
+        extend: false,
+    };
+    let admitted = match access.decide(state, &ask).await {
+        Ok(a) => Some(a),
+        Err(Denial::LoginRequired { .. }) => None,
         // The session cannot be ended server-side now: say so rather than pretend, and keep
         // the cookie so that logging out again works once the store is back.
-        Err(LoadError::Unavailable(_)) => return respond::store_unavailable(true),
+        Err(other) => return denied(other, true, OnLogin::Api { login_url: "/" }),
     };
-    if let Some(l) = &loaded {
-        if state.store.remove(&l.handle).await.is_err() {
+    if let Some(Admitted {
+        handle: Some(handle),
+        ..
+    }) = &admitted
+    {
+        if state.store.remove(handle).await.is_err() {
             return respond::store_unavailable(true);
         }
     }
@@ -340,7 +391,11 @@ async fn logout(state: &GatewayState, metrics: &Metrics, session: &Session) -> R
             .map(|(n, _)| delete_cookie(cfg, (*n).to_owned())),
     );
     let return_url = format!("{}{}", state.config.server.public_origin, rd);
-    let Some(Loaded { session: user, .. }) = loaded else {
+    let Some(Admitted {
+        identity: crate::access::Identity::Session(user),
+        ..
+    }) = admitted
+    else {
         return respond::redirect(&return_url).with_cookies(set);
     };
     audit::logout(metrics, &user.provider, user.subject());
@@ -350,7 +405,7 @@ async fn logout(state: &GatewayState, metrics: &Metrics, session: &Session) -> R
     respond::redirect(end_session.as_deref().unwrap_or(&return_url)).with_cookies(set)
 }
 
-async fn userinfo(state: &GatewayState, session: &Session) -> Reply {
+async fn userinfo(state: &GatewayState, access: &Access, session: &Session) -> Reply {
     let cfg = &state.config.session;
     let req = session.req_header();
     let cookies = RequestCookies::parse(
@@ -358,99 +413,123 @@ async fn userinfo(state: &GatewayState, session: &Session) -> Reply {
         &cfg.cookie_name,
         cfg.max_chunks,
     );
-    match state.store.load(cfg, &state.codec, &cookies).await {
-        Ok(l) if l.session.expired_at(cfg, now()).is_none() => respond::json(
+    let ask = Ask {
+        headers: &req.headers,
+        cookies: &cookies,
+        route: None,
+        browser: false,
+        extend: true,
+    };
+    match access.decide(state, &ask).await {
+        Ok(admitted) => respond::json(
             200,
-            serde_json::Value::Object(l.session.claims.clone()).to_string(),
+            serde_json::Value::Object(admitted.identity.claims().clone()).to_string(),
+        )
+        .with_cookies(admitted.set_cookies),
+        Err(denial) => denied(
+            denial,
+            false,
+            OnLogin::Api {
+                login_url: &login_url(state, "/"),
+            },
         ),
-        Err(LoadError::Unavailable(_)) => respond::store_unavailable(false),
-        _ => respond::login_required_api(&login_url(state, "/"), None),
     }
 }
 
-/// Forward-auth (nginx `auth_request`, Traefik `forwardAuth`): 202 with identity headers (and
-/// `X-Auth-Assertion` on assertion routes), 401 without a session or valid bearer token, 403
-/// when the rules of the route named by `X-Original-URI` / `X-Forwarded-Uri` fail. A bearer
-/// token counts only on routes with `bearer = true`, as at the proxy.
-async fn forward_auth(state: &GatewayState, metrics: &Metrics, session: &Session) -> Reply {
-    let cfg = &state.config.session;
+/// The original request of a forward-auth subrequest: `X-Original-URI` (nginx) or
+/// `X-Forwarded-Uri` (Traefik), which must agree when both are sent.
+fn original_uri(headers: &http::HeaderMap) -> Result<&str, &'static str> {
+    let mut found: Option<&[u8]> = None;
+    for name in ["x-original-uri", "x-forwarded-uri"] {
+        for value in headers.get_all(name) {
+            match found {
+                Some(f) if f != value.as_bytes() => {
+                    return Err("X-Original-URI and X-Forwarded-Uri disagree")
+                }
+                _ => found = Some(value.as_bytes()),
+            }
+        }
+    }
+    let found = found.ok_or("no X-Original-URI or X-Forwarded-Uri")?;
+    std::str::from_utf8(found).map_err(|_| "the original URI is not text")
+}
+
+/// Forward-auth (nginx `auth_request`, Traefik `forwardAuth`), failing closed: only trusted
+/// proxies are answered; the original URI goes through the proxy's path rules and route match;
+/// then the same decision as a proxied request (refresh, touch, rules). 202 with identity
+/// headers (and `X-Auth-Assertion`, and `Set-Cookie` for a touched session), 401 without a
+/// session or valid bearer token, 403 when the rules fail or no route matches.
+async fn forward_auth(state: &GatewayState, access: &Access, session: &Session) -> Reply {
     let req = session.req_header();
-    let original = req
-        .headers
-        .get("x-original-uri")
-        .or_else(|| req.headers.get("x-forwarded-uri"))
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("/");
+    if !forwarded::trusted(state, crate::proxy::peer_ip(session)) {
+        tracing::warn!("forward-auth refused: the peer is not in server.trusted_proxies");
+        return respond::forward_auth_refused(
+            403,
+            "forward-auth answers only peers in server.trusted_proxies",
+        );
+    }
+    let original = match original_uri(&req.headers) {
+        Ok(o) => o,
+        Err(reason) => {
+            tracing::info!(reason, "forward-auth refused");
+            return respond::forward_auth_refused(400, reason);
+        }
+    };
+    let path = match canonicalize(
+        original.split(['?', '#']).next().unwrap_or(""),
+        state.routes.fold_case(),
+    ) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::info!(error = %e, "forward-auth refused the original URI");
+            return respond::forward_auth_refused(400, &e.to_string());
+        }
+    };
     let host = req
         .headers
         .get("x-forwarded-host")
         .and_then(|v| v.to_str().ok());
-    let path = normalize_path(original.split('?').next().unwrap_or("/"))
-        .unwrap_or_else(|_| "/".to_owned());
-    let route: Option<&Arc<RouteConfig>> = state.routes.match_route(host, &path);
-    let provider = route.map(|r| r.provider).unwrap_or(0);
-    let token = route
-        .filter(|r| r.bearer)
-        .and_then(|_| crate::bearer::bearer_token(&req.headers));
-    let (claims, browser) = if let Some(token) = token {
-        let verified = state.bearer[provider]
-            .verify(
-                &state.providers[provider],
-                state.kept_paths(provider),
-                token,
-            )
-            .await;
-        match verified {
-            Ok(identity) => (identity.claims.clone(), false),
-            Err(e) => {
-                tracing::debug!(reason = %e, "forward-auth: bearer token refused");
-                return respond::bearer_refused(&e);
-            }
-        }
-    } else {
-        let cookies = RequestCookies::parse(
-            cookie_headers(&req.headers),
-            &cfg.cookie_name,
-            cfg.max_chunks,
-        );
-        match state.store.load(cfg, &state.codec, &cookies).await {
-            Ok(Loaded { session: u, .. })
-                if u.expired_at(cfg, now()).is_none()
-                    && u.provider == state.providers[provider].name() =>
-            {
-                (u.claims.clone(), is_browser(&req.headers))
-            }
-            Err(LoadError::Unavailable(_)) => return respond::store_unavailable(false),
-            _ => {
-                return respond::login_required_api(
-                    &login_url(state, &safe_return_path(Some(original))),
-                    None,
-                )
-            }
-        }
+    let Some(route) = state.routes.match_route(host, &path.matched) else {
+        tracing::info!("forward-auth refused: no route for the original URI");
+        return respond::forward_auth_refused(403, "no route for this host and path");
     };
-    let Some(route) = route else {
+    if route.auth == AuthMode::Public {
         return respond::auth_ok(Vec::new());
-    };
-    if route.auth == AuthMode::Required {
-        if let Some(unmet) = crate::authz::first_unmet(&route.require, &claims) {
-            let sub = claims.get("sub").and_then(|s| s.as_str()).unwrap_or("-");
-            audit::forbidden(
-                metrics,
-                state.providers[provider].name(),
-                &route.name,
-                sub,
-                unmet.path.text(),
-            );
-            return respond::forbidden(browser);
-        }
     }
-    let mut headers: Vec<(String, Vec<u8>)> = identity::headers(&route.headers, &claims)
+    let cfg = &state.config.session;
+    let cookies = RequestCookies::parse(
+        cookie_headers(&req.headers),
+        &cfg.cookie_name,
+        cfg.max_chunks,
+    );
+    let browser = is_browser(&req.headers);
+    let ask = Ask {
+        headers: &req.headers,
+        cookies: &cookies,
+        route: Some(route),
+        browser,
+        extend: true,
+    };
+    let admitted = match access.decide(state, &ask).await {
+        Ok(a) => a,
+        Err(denial) => {
+            let return_to = safe_return_path(Some(original));
+            return denied(
+                denial,
+                browser,
+                OnLogin::Api {
+                    login_url: &login_url(state, &return_to),
+                },
+            );
+        }
+    };
+    let claims = admitted.identity.claims();
+    let mut headers: Vec<(String, Vec<u8>)> = identity::headers(&route.headers, claims)
         .into_iter()
         .map(|(rule, value)| (rule.display.clone(), value))
         .collect();
     if route.assertion {
-        match crate::assertion::for_route(state.assertions.as_ref(), route, &claims).await {
+        match crate::assertion::for_route(state.assertions.as_ref(), route, claims).await {
             Ok(Some(a)) => {
                 headers.push((crate::assertion::HEADER.to_owned(), a.as_bytes().to_vec()))
             }
@@ -461,7 +540,7 @@ async fn forward_auth(state: &GatewayState, metrics: &Metrics, session: &Session
             }
         }
     }
-    respond::auth_ok(headers)
+    respond::auth_ok(headers).with_cookies(admitted.set_cookies)
 }
 
 /// `POST /oauth2/backchannel_logout`: the provider asks to end sessions (see `backchannel`).
@@ -482,15 +561,15 @@ async fn backchannel_logout(
     };
     let outcome = async {
         let token = backchannel::logout_token(&body)?;
-        let issuer = backchannel::claimed_issuer(&token).ok_or(BackchannelError::Refused(
-            "logout_token is not a JWT with an iss",
-        ))?;
+        let (issuer, audiences) = backchannel::claimed_issuer(&token).ok_or(
+            BackchannelError::Refused("logout_token is not a JWT with an iss"),
+        )?;
         let index = state
             .providers
             .iter()
-            .position(|p| p.cfg.issuer == issuer)
+            .position(|p| p.cfg.issuer == issuer && audiences.contains(&p.cfg.client_id))
             .ok_or(BackchannelError::Refused(
-                "logout_token is from an unknown issuer",
+                "logout_token is from an unknown issuer, or its aud names no client of that issuer",
             ))?;
         let provider = &state.providers[index];
         let request =

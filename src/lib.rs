@@ -7,6 +7,7 @@
 //! one place that renders the gateway's own answers.
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod admin;
 pub mod assertion;
 pub mod audit;
@@ -19,11 +20,13 @@ pub mod config;
 pub mod devprovider;
 pub mod endpoints;
 pub mod error;
+pub mod forwarded;
 pub mod identity;
 pub mod jws;
 pub mod keygen;
 pub mod metrics;
 pub mod oidc;
+pub mod paths;
 pub mod proxy;
 pub mod refresh;
 pub mod reload;

@@ -16,22 +16,17 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorSource, ErrorType, Result};
 
-use crate::audit;
-use crate::authz;
-use crate::bearer::{bearer_token, BearerIdentity};
-use crate::claims::Claims;
+use crate::access::{denied, Access, Admitted, Ask, Denial, Identity, OnLogin};
 use crate::config::{AuthMode, RouteConfig};
 use crate::endpoints::{self, login_url};
+use crate::forwarded::{self, Seen};
 use crate::identity;
 use crate::metrics::{InFlight, Metrics};
-use crate::refresh::{self, RefreshError, Refresher, Stored};
+use crate::paths::canonicalize;
 use crate::request::{cookie_headers, is_browser};
 use crate::respond::{self, Reply};
-use crate::routing::{normalize_path, upstream_path};
-use crate::session::cookies::clear_session;
-use crate::session::{
-    now, Handle, LoadError, Loaded, Miss, RequestCookies, SaveError, Session as UserSession,
-};
+use crate::routing::upstream_path;
+use crate::session::RequestCookies;
 use crate::state::GatewayState;
 
 /// The pingora proxy application.
@@ -39,7 +34,7 @@ pub struct Gateway {
     state: Arc<ArcSwap<GatewayState>>,
     metrics: Metrics,
     /// Outlives configuration swaps, so a refresh in flight is still shared.
-    refresher: Refresher,
+    access: Access,
 }
 
 impl Gateway {
@@ -47,8 +42,8 @@ impl Gateway {
     pub fn new(state: Arc<ArcSwap<GatewayState>>, metrics: Metrics) -> Gateway {
         Gateway {
             state,
+            access: Access::new(metrics.clone()),
             metrics,
-            refresher: Refresher::new(),
         }
     }
 }
@@ -58,8 +53,11 @@ pub struct RequestCtx {
     started: Instant,
     state: Option<Arc<GatewayState>>,
     route: Option<Arc<RouteConfig>>,
-    /// Normalised path plus query, when it differs from what the client sent.
-    rewritten_uri: Option<String>,
+    /// The canonical path and query the upstream receives, set on every attempt (pingora
+    /// retries with a fresh copy of the client's request header).
+    upstream_uri: Option<http::Uri>,
+    /// The canonical path and query before `strip_prefix`, for `X-Forwarded-Uri`.
+    canonical_uri: String,
     /// Whose claims go upstream as identity headers.
     identity: Option<Identity>,
     /// `X-Auth-Assertion` for routes with `assertion = true`.
@@ -85,7 +83,8 @@ impl ProxyHttp for Gateway {
             started: Instant::now(),
             state: None,
             route: None,
-            rewritten_uri: None,
+            upstream_uri: None,
+            canonical_uri: String::new(),
             identity: None,
             assertion: None,
             set_cookies: Vec::new(),
@@ -146,14 +145,16 @@ impl ProxyHttp for Gateway {
         let (Some(state), Some(route)) = (&ctx.state, &ctx.route) else {
             return Ok(());
         };
-        strip_identity_headers(state, upstream);
-        strip_gateway_cookies(state, upstream)?;
-        set_forwarded_headers(state, session, upstream)?;
-        if let Some(uri) = ctx.rewritten_uri.take() {
-            let uri = uri.parse().map_err(|_| {
-                Error::explain(ErrorType::InvalidHTTPHeader, "normalised path is not a URI")
-            })?;
-            upstream.set_uri(uri);
+        forwarded::strip_identity_headers(state, upstream);
+        forwarded::strip_gateway_cookies(state, upstream)?;
+        let seen = Seen {
+            peer: peer_ip(session),
+            host: session.req_header().headers.get(http::header::HOST),
+            uri: &ctx.canonical_uri,
+        };
+        forwarded::set_forwarding_headers(state, &seen, upstream)?;
+        if let Some(uri) = &ctx.upstream_uri {
+            upstream.set_uri(uri.clone());
         }
         if let Some(who) = &ctx.identity {
             for (rule, value) in identity::headers(&route.headers, who.claims()) {
@@ -185,8 +186,14 @@ impl ProxyHttp for Gateway {
         resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        for c in ctx.set_cookies.drain(..) {
-            resp.append_header("set-cookie", c)?;
+        if let Some(state) = &ctx.state {
+            forwarded::drop_gateway_set_cookies(state, resp)?;
+        }
+        if !ctx.set_cookies.is_empty() {
+            forwarded::keep_private(resp)?;
+            for c in ctx.set_cookies.drain(..) {
+                resp.append_header("set-cookie", c)?;
+            }
         }
         Ok(())
     }
@@ -298,56 +305,38 @@ impl Gateway {
             ctx.label = "gateway";
             return Some(respond::headers_too_large());
         }
-        let path = match normalize_path(req.uri.path()) {
+        let path = match canonicalize(req.uri.path(), state.routes.fold_case()) {
             Ok(p) => p,
             Err(e) => {
                 ctx.label = "gateway";
-                tracing::debug!(error = %e, "refused request path");
+                tracing::info!(error = %e, "refused request path");
                 return Some(respond::bad_request(&e.to_string()));
             }
         };
-        if let Some(endpoint) = endpoints::match_endpoint(state, &path) {
+        if let Some(endpoint) = endpoints::match_endpoint(state, &path.matched) {
             ctx.label = "gateway";
-            return Some(endpoints::handle(endpoint, state, &self.metrics, session).await);
+            return Some(endpoints::handle(endpoint, state, &self.access, session).await);
         }
-        let host = request_host(req);
-        let Some(route) = state.routes.match_route(host, &path).cloned() else {
+        let Some(route) = state
+            .routes
+            .match_route(request_host(req), &path.matched)
+            .cloned()
+        else {
             ctx.label = "unmatched";
             return Some(respond::not_found());
         };
+        ctx.canonical_uri = with_query(&path.forwarded, req.uri.query());
         let forwarded_path = upstream_path(&route, &path);
         if forwarded_path != req.uri.path() {
-            ctx.rewritten_uri = Some(match req.uri.query() {
-                Some(q) => format!("{forwarded_path}?{q}"),
-                None => forwarded_path.into_owned(),
-            });
+            let uri = with_query(forwarded_path, req.uri.query());
+            match uri.parse() {
+                Ok(uri) => ctx.upstream_uri = Some(uri),
+                Err(_) => return Some(respond::bad_request("the path is not a valid URI")),
+            }
         }
         ctx.route = Some(route.clone());
         if route.auth == AuthMode::Public {
             return None;
-        }
-        // A bearer token on a bearer route decides alone: valid or 401, never a login redirect.
-        if let Some(token) = route.bearer.then(|| bearer_token(&req.headers)).flatten() {
-            let provider = &state.providers[route.provider];
-            let kept = state.kept_paths(route.provider);
-            let identity = match state.bearer[route.provider]
-                .verify(provider, kept, token)
-                .await
-            {
-                Ok(identity) => identity,
-                Err(e) => {
-                    tracing::debug!(route = %route.name, reason = %e, "bearer token refused");
-                    return Some(respond::bearer_refused(&e));
-                }
-            };
-            // Bearer requests are API requests: a JSON 403, whatever their Accept says.
-            if let Some(reply) = forbid(&self.metrics, state, &route, &identity.claims, false) {
-                ctx.sub = subject(&identity.claims);
-                return Some(reply);
-            }
-            return self
-                .admit(state, &route, Identity::Bearer(identity), ctx)
-                .await;
         }
         let cfg = &state.config.session;
         let cookies = RequestCookies::parse(
@@ -355,136 +344,40 @@ impl Gateway {
             &cfg.cookie_name,
             cfg.max_chunks,
         );
-        let now = now();
-        let provider_name = state.providers[route.provider].name();
         let browser = is_browser(&req.headers);
-        let found = match state.store.load(cfg, &state.codec, &cookies).await {
-            Ok(l) => match l.session.expired_at(cfg, now) {
-                Some(miss) => Err(LoadError::Miss(miss)),
-                None if l.session.provider != provider_name => {
-                    Err(LoadError::Miss(Miss::OtherProvider))
-                }
-                None => Ok(l),
-            },
-            Err(e) => Err(e),
+        let ask = Ask {
+            headers: &req.headers,
+            cookies: &cookies,
+            route: Some(&route),
+            browser,
+            extend: true,
         };
-        let Loaded {
-            session: mut user,
-            handle,
-        } = match found {
-            Ok(loaded) => loaded,
-            // Fail closed: without the store nobody can be identified; the cookie stays.
-            Err(LoadError::Unavailable(_)) => return Some(respond::store_unavailable(browser)),
-            Err(LoadError::Miss(miss)) => {
-                if miss != Miss::Absent {
-                    tracing::debug!(reason = %miss, route = %route.name, "no usable session");
+        match self.access.decide(state, &ask).await {
+            Ok(admitted) => self.admit(state, &route, admitted, ctx).await,
+            Err(denial) => {
+                if let Denial::Forbidden { sub, .. } = &denial {
+                    ctx.sub = sub.clone();
                 }
-                // A stale or broken session cookie is cleared on the way to the login.
-                let stale = if miss == Miss::OtherProvider {
-                    Vec::new()
-                } else {
-                    clear_session(cfg, &cookies)
+                let return_to = with_query(&path.forwarded, req.uri.query());
+                let login = login_url(state, &return_to);
+                let start = || {
+                    endpoints::start_login(
+                        state,
+                        &self.metrics,
+                        route.provider,
+                        return_to.clone(),
+                        &cookies,
+                        true,
+                    )
                 };
-                return Some(self.login_required(state, session, &route, &path, &cookies, stale));
-            }
-        };
-        let mut reseal = user.needs_touch(cfg, now);
-        if refresh::is_due(&user, now) {
-            let provider = &state.providers[route.provider];
-            let kept = state.kept_paths(route.provider);
-            let refreshed = match &handle {
-                Handle::Redis { .. } => {
-                    let stored = Stored {
-                        cfg,
-                        store: &state.store,
-                        codec: &state.codec,
-                        handle: &handle,
-                    };
-                    self.refresher
-                        .refresh_stored(stored, provider, kept, &user, &self.metrics, now)
-                        .await
-                }
-                Handle::Cookie => {
-                    self.refresher
-                        .refresh(provider, kept, &user, &self.metrics, now)
-                        .await
-                }
-            };
-            match refreshed {
-                Ok(fresh) => {
-                    user = Arc::new(fresh);
-                    reseal = true;
-                }
-                // Fail closed: the provider's tokens have expired and it cannot confirm the
-                // user now, so this request waits; the cookie stays for when it is back.
-                Err(RefreshError::Unavailable) => {
-                    return Some(respond::provider_unavailable(browser));
-                }
-                Err(RefreshError::Store) => return Some(respond::store_unavailable(browser)),
-                Err(RefreshError::Rejected(_)) => {
-                    let stale = clear_session(cfg, &cookies);
-                    return Some(
-                        self.login_required(state, session, &route, &path, &cookies, stale),
-                    );
-                }
+                let on_login = OnLogin::Redirect {
+                    start: &start,
+                    login_url: &login,
+                    cors: cors_origin(state, &req.headers),
+                };
+                Some(denied(denial, browser, on_login))
             }
         }
-        // Rules after a refresh (its claims count) and before re-sealing: a forbidden request
-        // does not extend the session.
-        if let Some(reply) = forbid(&self.metrics, state, &route, &user.claims, browser) {
-            ctx.sub = subject(&user.claims);
-            return Some(reply);
-        }
-        if reseal {
-            // A copy: the cache of opened cookies keeps the session as it was sealed.
-            let user = Arc::make_mut(&mut user);
-            user.last_seen = now;
-            match self.save(state, &handle, user, &cookies, now).await {
-                Ok(set) => ctx.set_cookies = set,
-                Err(SaveError::Unavailable(_)) => {
-                    return Some(respond::store_unavailable(browser));
-                }
-                Err(SaveError::Gone) => {
-                    tracing::debug!(route = %route.name, "session revoked during the request");
-                    let stale = clear_session(cfg, &cookies);
-                    return Some(
-                        self.login_required(state, session, &route, &path, &cookies, stale),
-                    );
-                }
-                Err(e) => tracing::warn!(error = %e, "could not re-seal the session"),
-            }
-        }
-        self.admit(state, &route, Identity::Session(user), ctx)
-            .await
-    }
-
-    /// Saves a touched or refreshed session. A cookie session that no longer fits drops its
-    /// logout hint rather than the session, as at login.
-    async fn save(
-        &self,
-        state: &GatewayState,
-        handle: &Handle,
-        user: &mut UserSession,
-        cookies: &RequestCookies<'_>,
-        now: u64,
-    ) -> Result<Vec<String>, SaveError> {
-        let cfg = &state.config.session;
-        let mut saved = state
-            .store
-            .save(cfg, &state.codec, handle, user, cookies, now)
-            .await;
-        if matches!(saved, Err(SaveError::TooLarge(_))) && user.id_token_hint.is_some() {
-            tracing::debug!("session too large with the logout hint; dropping it");
-            user.id_token_hint = None;
-            saved = state
-                .store
-                .save(cfg, &state.codec, handle, user, cookies, now)
-                .await;
-        }
-        if let Ok(set) = &saved {
-            self.metrics.session_written(&user.provider, set);
-        }
-        saved
     }
 
     /// The last step for an identified request (session or bearer token) that met the route's
@@ -493,13 +386,20 @@ impl Gateway {
         &self,
         state: &GatewayState,
         route: &RouteConfig,
-        identity: Identity,
+        admitted: Admitted,
         ctx: &mut RequestCtx,
     ) -> Option<Reply> {
-        let claims = identity.claims();
-        ctx.sub = subject(claims);
+        let Admitted {
+            identity,
+            set_cookies,
+            ..
+        } = admitted;
+        ctx.sub = identity.subject().map(str::to_owned);
+        ctx.set_cookies = set_cookies;
         if route.assertion {
-            match crate::assertion::for_route(state.assertions.as_ref(), route, claims).await {
+            match crate::assertion::for_route(state.assertions.as_ref(), route, identity.claims())
+                .await
+            {
                 Ok(a) => ctx.assertion = a,
                 Err(e) => {
                     tracing::error!(route = %route.name, error = %e, "identity assertion not signed");
@@ -512,80 +412,29 @@ impl Gateway {
     }
 }
 
-impl Gateway {
-    /// No usable session on a route that requires one: a browser is sent to log in, an API
-    /// client gets 401 (with CORS for allowed origins). `stale` clears cookies on the way.
-    fn login_required(
-        &self,
-        state: &GatewayState,
-        session: &Session,
-        route: &RouteConfig,
-        path: &str,
-        cookies: &RequestCookies<'_>,
-        stale: Vec<String>,
-    ) -> Reply {
-        let req = session.req_header();
-        let return_to = match req.uri.query() {
-            Some(q) => format!("{path}?{q}"),
-            None => path.to_owned(),
-        };
-        if is_browser(&req.headers) {
-            return endpoints::start_login(
-                state,
-                &self.metrics,
-                route.provider,
-                return_to,
-                cookies,
-                true,
-            )
-            .with_cookies(stale);
-        }
-        let origin = req.headers.get("origin").and_then(|o| o.to_str().ok());
-        let cors = origin.filter(|o| {
-            *o == state.config.server.public_origin
-                || state.config.server.cors_origins.iter().any(|c| c == o)
-        });
-        respond::login_required_api(&login_url(state, &return_to), cors).with_cookies(stale)
+/// `path?query`, or `path` without a query.
+fn with_query(path: &str, query: Option<&str>) -> String {
+    match query {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_owned(),
     }
 }
 
-/// An identified request's user: a session or a bearer token, shared with the cache it came
-/// from rather than copied.
-enum Identity {
-    Session(Arc<UserSession>),
-    Bearer(Arc<BearerIdentity>),
+/// The request's `Origin` when it may read a 401 (the gateway's own origin or a configured
+/// CORS origin).
+fn cors_origin<'a>(state: &GatewayState, headers: &'a http::HeaderMap) -> Option<&'a str> {
+    let origin = headers.get("origin").and_then(|o| o.to_str().ok())?;
+    let server = &state.config.server;
+    (origin == server.public_origin || server.cors_origins.iter().any(|c| c == origin))
+        .then_some(origin)
 }
 
-impl Identity {
-    fn claims(&self) -> &Claims {
-        match self {
-            Identity::Session(s) => &s.claims,
-            Identity::Bearer(b) => &b.claims,
-        }
-    }
-}
-
-/// The user, for the access line.
-fn subject(claims: &Claims) -> Option<String> {
-    claims
-        .get("sub")
-        .and_then(|s| s.as_str())
-        .map(str::to_owned)
-}
-
-/// 403 (and the `forbidden` count and audit line) when the route's rules are not met.
-fn forbid(
-    metrics: &Metrics,
-    state: &GatewayState,
-    route: &RouteConfig,
-    claims: &Claims,
-    browser: bool,
-) -> Option<Reply> {
-    let unmet = authz::first_unmet(&route.require, claims)?;
-    let provider = state.providers[route.provider].name();
-    let sub = claims.get("sub").and_then(|s| s.as_str()).unwrap_or("-");
-    audit::forbidden(metrics, provider, &route.name, sub, unmet.path.text());
-    Some(respond::forbidden(browser))
+/// The peer's IP address (none for Unix sockets).
+pub fn peer_ip(session: &Session) -> Option<std::net::IpAddr> {
+    session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip())
 }
 
 /// Size of the request head as the client sent it (names, values, separators).
@@ -608,134 +457,6 @@ fn request_host(req: &RequestHeader) -> Option<&str> {
         .get(http::header::HOST)
         .and_then(|h| h.to_str().ok())
         .or_else(|| req.uri.host())
-}
-
-/// Removes every identity header a client sent (configured names and `X-Auth-*`, with `_`
-/// read as `-`).
-fn strip_identity_headers(state: &GatewayState, upstream: &mut RequestHeader) {
-    let doomed: Vec<http::HeaderName> = upstream
-        .headers
-        .keys()
-        .filter(|name| state.must_strip(name.as_str()))
-        .cloned()
-        .collect();
-    for name in doomed {
-        upstream.remove_header(&name);
-    }
-}
-
-/// Removes the gateway's own cookies from `Cookie`, keeping the application's.
-///
-/// One pass over the bytes: on an authenticated request `Cookie` carries the multi-kilobyte
-/// session, and splitting and UTF-8 checking it twice (once to find ours, once to rebuild)
-/// showed in profiles. Names are trimmed before comparing, as cookie parsers do.
-fn strip_gateway_cookies(state: &GatewayState, upstream: &mut RequestHeader) -> Result<()> {
-    let prefix = state.config.session.cookie_name.as_bytes();
-    let mine = |name: &[u8]| {
-        name.strip_prefix(prefix)
-            .is_some_and(|rest| rest.is_empty() || rest.first() == Some(&b'_'))
-    };
-    let mut found = false;
-    let mut kept: Vec<u8> = Vec::new();
-    for header in cookie_headers(&upstream.headers) {
-        for part in header.split(|&b| b == b';') {
-            let part = part.trim_ascii();
-            if part.is_empty() {
-                continue;
-            }
-            let name = part.split(|&b| b == b'=').next().unwrap_or(part);
-            if mine(name.trim_ascii()) {
-                found = true;
-                continue;
-            }
-            if !kept.is_empty() {
-                kept.extend_from_slice(b"; ");
-            }
-            kept.extend_from_slice(part);
-        }
-    }
-    if !found {
-        return Ok(());
-    }
-    upstream.remove_header(&http::header::COOKIE);
-    if !kept.is_empty() {
-        upstream.insert_header(http::header::COOKIE, kept)?;
-    }
-    Ok(())
-}
-
-/// `X-Forwarded-*` and `X-Original-URI`: believed only from `server.trusted_proxies`, otherwise
-/// replaced by what the gateway saw.
-fn set_forwarded_headers(
-    state: &GatewayState,
-    session: &Session,
-    upstream: &mut RequestHeader,
-) -> Result<()> {
-    let peer = session
-        .client_addr()
-        .and_then(|a| a.as_inet())
-        .map(|a| a.ip());
-    let trusted = peer.is_some_and(|ip| {
-        state
-            .config
-            .server
-            .trusted_proxies
-            .iter()
-            .any(|n| n.contains(&ip))
-    });
-    if trusted {
-        if let Some(ip) = peer {
-            let xff = match upstream
-                .headers
-                .get("x-forwarded-for")
-                .and_then(|v| v.to_str().ok())
-            {
-                Some(prev) => format!("{prev}, {ip}"),
-                None => ip.to_string(),
-            };
-            upstream.insert_header("X-Forwarded-For", xff)?;
-        }
-        return Ok(());
-    }
-    for name in [
-        "x-forwarded-for",
-        "x-forwarded-proto",
-        "x-forwarded-host",
-        "x-forwarded-uri",
-        "x-original-uri",
-        "x-forwarded-port",
-        "forwarded",
-        "x-real-ip",
-    ] {
-        upstream.remove_header(name);
-    }
-    if let Some(ip) = peer {
-        upstream.insert_header("X-Forwarded-For", ip.to_string())?;
-        upstream.insert_header("X-Real-IP", ip.to_string())?;
-    }
-    let proto = if state.config.server.tls.is_some() {
-        "https"
-    } else {
-        "http"
-    };
-    upstream.insert_header("X-Forwarded-Proto", proto)?;
-    if let Some(host) = session
-        .req_header()
-        .headers
-        .get(http::header::HOST)
-        .cloned()
-    {
-        upstream.insert_header("X-Forwarded-Host", host)?;
-    }
-    let uri = session
-        .req_header()
-        .uri
-        .path_and_query()
-        .map(|p| p.as_str().to_owned());
-    if let Some(uri) = uri {
-        upstream.insert_header("X-Forwarded-Uri", uri)?;
-    }
-    Ok(())
 }
 
 /// Status code as a metric label without allocating; rare codes fold into classes.

@@ -283,6 +283,33 @@ pub fn json(status: u16, body: String) -> Reply {
     Reply::new(status, "application/json", body)
 }
 
+/// A forward-auth request that cannot be decided (untrusted peer, no route: 403; an original
+/// URI that is missing, ambiguous or refused by the path rules: 400), with the reason.
+pub fn forward_auth_refused(status: u16, reason: &str) -> Reply {
+    let error = if status == 403 {
+        "forbidden"
+    } else {
+        "invalid_request"
+    };
+    let body = serde_json::json!({"error": error, "error_description": reason}).to_string();
+    Reply::new(status, "application/json", body)
+}
+
+/// 200: "log out?" with a button that posts from this origin (a cross-site logout link).
+pub fn logout_confirmation(action: &str) -> Reply {
+    Reply::new(
+        200,
+        "text/html; charset=utf-8",
+        page(
+            "Sign out?",
+            &format!(
+                "<p>Another site sent you here to sign out.</p><form method=\"post\" action=\"{}\"><button type=\"submit\">Sign out</button></form>",
+                html_escape::encode_double_quoted_attribute(action)
+            ),
+        ),
+    )
+}
+
 /// 202 for forward-auth, with the identity headers.
 pub fn auth_ok(headers: Vec<(String, Vec<u8>)>) -> Reply {
     let mut r = Reply::new(202, "text/plain; charset=utf-8", Bytes::new());

@@ -75,6 +75,8 @@ X-Auth-Issuer = "iss"
     let env = Env::with(Options {
         port: Some(port),
         routes,
+        // The test itself asks forward-auth below, as the proxy in front would.
+        server_extra: "trusted_proxies = [\"127.0.0.1/32\"]".into(),
         ..Default::default()
     })
     .await;

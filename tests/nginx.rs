@@ -110,7 +110,9 @@ http {{
             proxy_pass_request_body off;
             proxy_set_header Content-Length "";
             proxy_set_header Host $http_host;
+            proxy_set_header X-Forwarded-Host $host;
             proxy_set_header X-Original-URI $request_uri;
+            proxy_set_header X-Forwarded-Uri "";
         }}
 
         location / {{
@@ -119,6 +121,8 @@ http {{
             auth_request_set $auth_name $upstream_http_x_auth_name;
             auth_request_set $auth_org $upstream_http_x_auth_org;
             auth_request_set $auth_activities $upstream_http_x_auth_activities;
+            auth_request_set $auth_cookie $upstream_http_set_cookie;
+            add_header Set-Cookie $auth_cookie;
             # proxy_set_header replaces what the client sent under these names.
             proxy_set_header X-Auth-Sub $auth_sub;
             proxy_set_header X-Auth-Name $auth_name;
@@ -179,6 +183,7 @@ async fn setup() -> (Env, Nginx) {
     let env = Env::with(Options {
         public_url: Some(format!("http://127.0.0.1:{nginx_port}")),
         provider_extra: format!("audience = \"{AUDIENCE}\""),
+        server_extra: "trusted_proxies = [\"127.0.0.1/32\"]".into(),
         routes: ROUTES.into(),
         ..Default::default()
     })

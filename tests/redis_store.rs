@@ -549,3 +549,61 @@ fn the_compare_and_set_version_is_what_redis_lua_computes() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logout_token_picks_its_provider_by_issuer_and_audience() {
+    // Two providers on one issuer: two client registrations at the same OpenID provider.
+    let redis = RedisServer::start();
+    let mut opts = redis_options(&redis, "");
+    opts.routes = r#"
+[providers.second]
+issuer = "{issuer}"
+discovery_url = "{discovery}"
+client_id = "gateway-second"
+client_secret = "another-secret"
+timeout = "2s"
+
+[[route]]
+name = "app"
+path = "/"
+provider = "dev"
+upstream = "{echo}"
+
+[[route]]
+name = "second"
+path = "/second"
+provider = "second"
+upstream = "{echo}"
+"#
+    .into();
+    let env = Env::with(opts).await;
+    let provider = env.provider();
+    let mut alice = Browser::new();
+    assert_eq!(
+        alice.login(&env.url("/app"), "alice").await.status,
+        StatusCode::OK
+    );
+    let alice_sub = user("alice").unwrap().sub();
+    // For the second client: accepted (its provider is found by iss and aud together), and
+    // it ends none of the first client's sessions.
+    let token = provider
+        .mint_logout_token("gateway-second", Some(alice_sub), None, json!({}))
+        .unwrap();
+    let (status, body) = backchannel(&env.gateway, &token).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(alice.get(&env.url("/app")).await.status, StatusCode::OK);
+    // For a client of neither: refused, naming aud.
+    let token = provider
+        .mint_logout_token("gateway-third", Some(alice_sub), None, json!({}))
+        .unwrap();
+    let (status, body) = backchannel(&env.gateway, &token).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.contains("aud"), "{body}");
+    // For the first client: its session ends.
+    let token = provider
+        .mint_logout_token(common::CLIENT_ID, Some(alice_sub), None, json!({}))
+        .unwrap();
+    let (status, body) = backchannel(&env.gateway, &token).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(alice.get(&env.url("/app")).await.status, StatusCode::FOUND);
+}

@@ -13,6 +13,9 @@ command -v node >/dev/null 2>&1 || need_apt+=(nodejs npm)
 [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null 2>&1 || need_apt+=(nginx)   # tests/nginx.rs (auth_request)
 # tests/redis_store.rs starts its own redis-server processes on loopback ports.
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+# tests/paths.rs puts Debian's Tomcat 10 (started by the test on a loopback port) behind the gateway.
+[ -f /usr/share/tomcat10/bin/bootstrap.jar ] || need_apt+=(tomcat10)
+command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
 # tests/systemd.rs checks the unit with systemd-analyze.
 command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -60,6 +60,8 @@ pub struct ServerConfig {
     pub upstream_ca: Option<CaCerts>,
     /// On SIGTERM, how long requests in flight may take to finish before the process exits.
     pub drain_timeout: Duration,
+    /// Route matching ignores ASCII case (IIS-style upstreams serve `/RA` as `/ra`).
+    pub case_insensitive_paths: bool,
 }
 
 /// The certificates (DER) of a CA file, read and checked once.
@@ -172,6 +174,8 @@ pub struct ProviderConfig {
     pub extra_auth_params: Vec<(String, String)>,
     /// The `aud` that access tokens sent as `Authorization: Bearer` must carry (bearer routes).
     pub audience: Option<String>,
+    /// Largest discovery, JWKS, token or UserInfo response read from the provider.
+    pub max_response_bytes: usize,
 }
 
 /// `auth` of a route.

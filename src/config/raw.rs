@@ -41,6 +41,7 @@ pub struct RawServer {
     pub assertion_key_alg: Option<String>,
     pub upstream_ca_file: Option<String>,
     pub drain_timeout: Option<String>,
+    pub case_insensitive_paths: Option<bool>,
 }
 
 /// `[admin]`
@@ -65,6 +66,7 @@ pub struct RawSession {
     pub redis_key_prefix: Option<String>,
     pub redis_timeout: Option<String>,
     pub redis_ca_file: Option<String>,
+    pub allow_insecure_redis: Option<bool>,
     pub max_login_states: Option<i64>,
     pub max_chunks: Option<i64>,
 }
@@ -92,6 +94,7 @@ pub struct RawProvider {
     pub allow_insecure_http: Option<bool>,
     pub extra_auth_params: Option<BTreeMap<String, String>>,
     pub audience: Option<String>,
+    pub max_response_bytes: Option<i64>,
 }
 
 /// `[[route]]`

@@ -373,7 +373,8 @@ impl Validator<'_> {
             .enumerate()
             .map(|(i, r)| self.route(i, r, &names))
             .collect();
-        self.check_route_overlap(&routes);
+        let fold_case = server.as_ref().is_some_and(|s| s.case_insensitive_paths);
+        self.check_route_overlap(&routes, fold_case);
         self.check_route_needs(&raw);
         let server = server?;
         let session = session?;
@@ -550,6 +551,7 @@ impl Validator<'_> {
             assertion_key,
             upstream_ca,
             drain_timeout,
+            case_insensitive_paths: s.case_insensitive_paths.unwrap_or(false),
         })
     }
 
@@ -730,6 +732,20 @@ impl Validator<'_> {
         };
         // The URL may hold a password: messages name the problem, never the URL.
         match Url::parse(url.expose()) {
+            // Sessions (and the password in the URL) cross the network in clear text with
+            // redis:// to another host.
+            Ok(u)
+                if u.scheme() == "redis"
+                    && u.host_str().is_some()
+                    && !is_loopback_host(u.host_str().unwrap_or_default())
+                    && !s.allow_insecure_redis.unwrap_or(false) =>
+            {
+                self.error(
+                    "session.redis_url",
+                    "uses redis:// (no TLS) to a non-loopback host; use rediss:// or set session.allow_insecure_redis = true",
+                );
+                return None;
+            }
             Ok(u) if matches!(u.scheme(), "redis" | "rediss") && u.host_str().is_some() => {}
             Ok(u) if matches!(u.scheme(), "redis+unix" | "unix") && !u.path().is_empty() => {}
             Ok(_) => {
@@ -981,6 +997,12 @@ impl Validator<'_> {
             }
         }
         let audience = self.opt_string(&k("audience"), &p.audience);
+        let max_response_bytes = self.count(
+            &k("max_response_bytes"),
+            p.max_response_bytes,
+            1024 * 1024,
+            (4096, 64 * 1024 * 1024),
+        );
         match (&audience, &client_id) {
             (Some(a), _) if a.is_empty() => self.error(&k("audience"), "must not be empty"),
             (Some(a), Some(c)) if a == c => self.warn(
@@ -990,6 +1012,7 @@ impl Validator<'_> {
             _ => {}
         }
         Some(ProviderConfig {
+            max_response_bytes,
             name: name.to_owned(),
             issuer: issuer?,
             discovery_url: discovery_url?,
@@ -1084,10 +1107,10 @@ impl Validator<'_> {
             }
         }
         let path = match self.opt_string(&k("path"), &r.path) {
-            Some(p) if p.starts_with('/') && !p.contains(['?', '#', '%', '\\']) => {
-                match crate::routing::normalize_path(&p) {
-                    Ok(n) if n == "/" => n,
-                    Ok(n) => n.trim_end_matches('/').to_owned(),
+            Some(p) if p.starts_with('/') && !p.contains(['?', '#', '%', '\\', ';']) => {
+                match crate::paths::canonicalize(&p, false) {
+                    Ok(n) if n.forwarded == "/" => n.forwarded,
+                    Ok(n) => n.forwarded.trim_end_matches('/').to_owned(),
                     Err(_) => {
                         self.error(&k("path"), format!("{p:?} is not a plain path"));
                         "/".to_owned()
@@ -1098,7 +1121,7 @@ impl Validator<'_> {
                 self.error(
                     &k("path"),
                     format!(
-                        "{p:?} must be a path starting with / (no query, %-escapes or backslashes)"
+                        "{p:?} must be a path starting with / (no query, %-escapes, ';' or backslashes)"
                     ),
                 );
                 "/".to_owned()
@@ -1378,14 +1401,26 @@ impl Validator<'_> {
         })
     }
 
-    fn check_route_overlap(&mut self, routes: &[Option<RouteConfig>]) {
+    /// Two routes on the same host and path (in any case, when matching ignores case) would
+    /// leave the choice between them to the order of the file.
+    fn check_route_overlap(&mut self, routes: &[Option<RouteConfig>], fold_case: bool) {
         let mut seen: BTreeMap<(Option<String>, String), usize> = BTreeMap::new();
         for (i, r) in routes.iter().enumerate() {
             let Some(r) = r else { continue };
-            if let Some(first) = seen.insert((r.host.clone(), r.path.clone()), i) {
+            let path = if fold_case {
+                r.path.to_ascii_lowercase()
+            } else {
+                r.path.clone()
+            };
+            if let Some(first) = seen.insert((r.host.clone(), path), i) {
+                let how = if fold_case {
+                    "the same host and path (server.case_insensitive_paths ignores case)"
+                } else {
+                    "the same host and path"
+                };
                 self.error(
                     &format!("route[{i}].path"),
-                    format!("route[{first}] already has the same host and path"),
+                    format!("route[{first}] already has {how}"),
                 );
             }
         }
@@ -1431,6 +1466,16 @@ fn is_loopback_url(u: &Url) -> bool {
             d.eq_ignore_ascii_case("localhost") || d.ends_with(".localhost")
         }
         None => false,
+    }
+}
+
+/// A host name or address (IPv6 in brackets) on loopback. `redis://` URLs are not "special"
+/// to the url crate, so their IP hosts arrive as text.
+fn is_loopback_host(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    match bare.parse::<IpAddr>() {
+        Ok(ip) => ip.is_loopback(),
+        Err(_) => bare.eq_ignore_ascii_case("localhost") || bare.ends_with(".localhost"),
     }
 }
 

@@ -37,6 +37,14 @@ pub enum CallError {
         endpoint: &'static str,
         reason: String,
     },
+    /// The answer is larger than `max_response_bytes`: a broken or hostile provider.
+    #[error(
+        "{endpoint} endpoint answer is larger than {limit} bytes (providers.*.max_response_bytes)"
+    )]
+    TooLarge {
+        endpoint: &'static str,
+        limit: usize,
+    },
     /// The provider answered with an error status.
     #[error("{endpoint} endpoint answered HTTP {status}")]
     Status {
@@ -52,6 +60,7 @@ impl CallError {
         match self {
             CallError::Unreachable { .. } => true,
             CallError::Status { status, .. } => *status >= 500,
+            CallError::TooLarge { .. } => false,
         }
     }
 }
@@ -61,12 +70,18 @@ impl CallError {
 pub struct ProviderHttp {
     client: reqwest::Client,
     provider: String,
+    max_body: usize,
     metrics: Metrics,
 }
 
 impl ProviderHttp {
     /// A client with the provider's timeout; redirects are never followed.
-    pub fn new(provider: &str, timeout: Duration, metrics: Metrics) -> ProviderHttp {
+    pub fn new(
+        provider: &str,
+        timeout: Duration,
+        max_body: usize,
+        metrics: Metrics,
+    ) -> ProviderHttp {
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(timeout.min(Duration::from_secs(5)))
@@ -77,6 +92,7 @@ impl ProviderHttp {
         ProviderHttp {
             client,
             provider: provider.to_owned(),
+            max_body,
             metrics,
         }
     }
@@ -126,9 +142,27 @@ impl ProviderHttp {
     ) -> Result<Bytes, CallError> {
         let started = Instant::now();
         let result = async {
-            let resp = req.send().await.map_err(|e| unreachable(endpoint, &e))?;
+            let mut resp = req.send().await.map_err(|e| unreachable(endpoint, &e))?;
             let status = resp.status().as_u16();
-            let body = resp.bytes().await.map_err(|e| unreachable(endpoint, &e))?;
+            let too_large = CallError::TooLarge {
+                endpoint: endpoint.label(),
+                limit: self.max_body,
+            };
+            if resp
+                .content_length()
+                .is_some_and(|n| n > self.max_body as u64)
+            {
+                return Err(too_large);
+            }
+            // Read in chunks: a provider that sends no length (or lies) is cut off at the cap.
+            let mut body = bytes::BytesMut::new();
+            while let Some(chunk) = resp.chunk().await.map_err(|e| unreachable(endpoint, &e))? {
+                if body.len() + chunk.len() > self.max_body {
+                    return Err(too_large);
+                }
+                body.extend_from_slice(&chunk);
+            }
+            let body = body.freeze();
             if (200..300).contains(&status) {
                 Ok(body)
             } else {

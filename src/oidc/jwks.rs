@@ -1,6 +1,8 @@
 //! The provider's signing keys, cached with moka. Concurrent loads coalesce into one fetch; an
 //! ID token with an unknown `kid` (key rotation) triggers at most one refetch per
-//! `jwks_min_refetch_interval`, never one per request.
+//! `jwks_min_refetch_interval`, never one per request. A refetch swaps the new keys in only
+//! when it succeeds: a token with a made-up `kid` while the provider is down must not throw
+//! away the good keys (that would fail `/readyz` and every check until the provider is back).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -28,6 +30,9 @@ pub struct JwksCache {
     /// Milliseconds since `started` of the last unknown-kid refetch (0: never).
     last_refetch_ms: AtomicU64,
     min_refetch: Duration,
+    /// Held while one unknown-kid refetch runs, so that callers arriving meanwhile use its
+    /// result instead of starting another (never taken on the authenticated path).
+    refetching: tokio::sync::Mutex<()>,
     provider: String,
     metrics: Metrics,
 }
@@ -45,6 +50,7 @@ impl JwksCache {
             started: Instant::now(),
             last_refetch_ms: AtomicU64::new(0),
             min_refetch,
+            refetching: tokio::sync::Mutex::new(()),
             provider: provider.to_owned(),
             metrics,
         }
@@ -74,28 +80,38 @@ impl JwksCache {
         self.cache.contains_key(&())
     }
 
-    /// After an unknown `kid`: refetch unless one happened less than `min_refetch` ago.
-    /// Returns the fresh keys, or `None` when rate-limited.
+    /// After an unknown `kid`: refetch unless one happened less than `min_refetch` ago, and
+    /// swap the keys in only on success. Returns the fresh keys (or, for a caller that waited
+    /// on a refetch that just ran, the keys it left), `None` when rate-limited, or the error
+    /// of a failed refetch (the previous keys stay cached).
     pub async fn refetch(
         &self,
         http: &ProviderHttp,
         uri: &str,
     ) -> Option<Result<Arc<CoreJsonWebKeySet>, JwksError>> {
+        let waited_from = self.elapsed_ms();
+        let _one_at_a_time = self.refetching.lock().await;
         let now = self.elapsed_ms();
         let last = self.last_refetch_ms.load(Ordering::Acquire);
         let min = u64::try_from(self.min_refetch.as_millis()).unwrap_or(u64::MAX);
         if last != 0 && now.saturating_sub(last) < min {
+            // A refetch finished while this caller waited: its keys are worth a look.
+            if last >= waited_from {
+                return self.cache.get(&()).await.map(Ok);
+            }
             return None;
         }
-        // Only one caller wins the slot; the others wait on the same coalesced load.
-        if self
-            .last_refetch_ms
-            .compare_exchange(last, now.max(1), Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
-        {
-            self.cache.invalidate(&()).await;
+        self.last_refetch_ms.store(now, Ordering::Release);
+        match self.fetch(http, uri).await {
+            Ok(keys) => {
+                self.cache.insert((), keys.clone()).await;
+                Some(Ok(keys))
+            }
+            Err(e) => {
+                tracing::warn!(provider = %self.provider, error = %e, "JWKS refetch for an unknown kid failed; keeping the previous keys");
+                Some(Err(e))
+            }
         }
-        Some(self.get(http, uri).await)
     }
 
     fn elapsed_ms(&self) -> u64 {
@@ -121,8 +137,9 @@ impl JwksCache {
                 }),
             Err(e @ CallError::Unreachable { .. }) => Err(JwksError::Unavailable(e.to_string())),
             Err(e @ CallError::Status { .. }) => Err(JwksError::Unavailable(e.to_string())),
+            Err(e @ CallError::TooLarge { .. }) => Err(JwksError::Invalid(e.to_string())),
         };
-        let label = if result.is_ok() { "success" } else { "failure" };
+        let label = if result.is_ok() { "success" } else { "error" };
         self.metrics
             .jwks_refresh
             .with_label_values(&[self.provider.as_str(), label])

@@ -55,7 +55,12 @@ impl LoadError {
 impl Provider {
     /// Prepares a provider (nothing is fetched yet).
     pub fn new(cfg: Arc<ProviderConfig>, metrics: Metrics) -> Result<Provider, ClientAuthError> {
-        let http = ProviderHttp::new(&cfg.name, cfg.timeout, metrics.clone());
+        let http = ProviderHttp::new(
+            &cfg.name,
+            cfg.timeout,
+            cfg.max_response_bytes,
+            metrics.clone(),
+        );
         let jwks = JwksCache::new(
             &cfg.name,
             cfg.jwks_refresh_interval * 2,

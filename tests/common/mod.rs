@@ -4,7 +4,9 @@
 #![allow(dead_code)]
 
 pub mod ca;
+pub mod raw;
 pub mod redis;
+pub mod upstreams;
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
@@ -65,7 +67,8 @@ pub struct Options {
     pub server_extra: String,
     /// Extra TOML appended to `[providers.dev]`.
     pub provider_extra: String,
-    /// Routes (TOML `[[route]]` blocks); `{echo}` is replaced by the echo upstream URL.
+    /// Routes (TOML `[[route]]` blocks, maybe more providers); `{echo}` is replaced by the echo
+    /// upstream URL, `{issuer}` and `{discovery}` by the dev provider's.
     pub routes: String,
     /// Cookie keys (base64), first encrypts.
     pub keys: Vec<String>,
@@ -264,7 +267,11 @@ impl Env {
             .map(|k| format!("\"{k}\""))
             .collect::<Vec<_>>()
             .join(", ");
-        let routes = opts.routes.replace("{echo}", &echo.base_url());
+        let routes = opts
+            .routes
+            .replace("{echo}", &echo.base_url())
+            .replace("{issuer}", &issuer)
+            .replace("{discovery}", &discovery);
         let config_text = format!(
             r#"
 [server]
@@ -489,6 +496,16 @@ pub fn spawn_gateway_with(
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    // The admin listener answering does not mean the proxy listener is bound yet: pingora
+    // starts each service on its own thread.
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the proxy listener did not open; log:\n{}",
+            gw.logs()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     gw
 }
 
@@ -662,7 +679,7 @@ impl Browser {
         let resp = req
             .send()
             .await
-            .unwrap_or_else(|e| panic!("request to {url} failed: {e}"));
+            .unwrap_or_else(|e| panic!("request to {url} failed: {e:?}"));
         let status = resp.status();
         let headers = resp.headers().clone();
         let body = resp.text().await.unwrap_or_default();

@@ -277,6 +277,67 @@ fn ca_files_are_checked_and_only_for_https_upstreams() {
 }
 
 #[test]
+fn plain_redis_to_another_host_needs_an_explicit_opt_in() {
+    let with = |extra: &str| {
+        MINIMAL.replace(
+            "[session]\n",
+            &format!("[session]\nstore = \"redis\"\n{extra}\n"),
+        )
+    };
+    let p = problems(&with("redis_url = \"redis://:hunter2@10.0.0.5:6379\""));
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert_eq!(p[0].key, "session.redis_url");
+    assert!(
+        p[0].message.contains("allow_insecure_redis"),
+        "{}",
+        p[0].message
+    );
+    assert!(!p[0].message.contains("hunter2"));
+    for ok in [
+        "redis_url = \"redis://:pw@10.0.0.5:6379\"\nallow_insecure_redis = true",
+        "redis_url = \"rediss://:pw@10.0.0.5:6379\"",
+        "redis_url = \"redis://127.0.0.1:6379\"",
+        "redis_url = \"redis://[::1]:6379\"",
+        "redis_url = \"redis://localhost\"",
+    ] {
+        assert!(
+            problems(&with(ok)).is_empty(),
+            "{ok}: {:?}",
+            problems(&with(ok))
+        );
+    }
+}
+
+#[test]
+fn case_insensitive_paths_refuse_routes_that_differ_only_in_case() {
+    let two = MINIMAL.to_owned()
+        + "\n[[route]]\npath = \"/RA\"\nupstream = \"http://127.0.0.1:3000\"\n[[route]]\npath = \"/ra\"\nupstream = \"http://127.0.0.1:3000\"\n";
+    assert!(problems(&two).is_empty(), "{:?}", problems(&two));
+    let folded = two.replace("[server]\n", "[server]\ncase_insensitive_paths = true\n");
+    let p = problems(&folded);
+    assert!(
+        p.iter()
+            .any(|p| p.message.contains("case_insensitive_paths")),
+        "{p:?}"
+    );
+    let c = parse_str(
+        &two.replace("[server]\n", "[server]\ncase_insensitive_paths = false\n"),
+        None,
+    )
+    .unwrap();
+    assert!(!c.server.case_insensitive_paths);
+}
+
+#[test]
+fn route_paths_may_not_carry_parameters() {
+    let p = problems(
+        &(MINIMAL.to_owned()
+            + "\n[[route]]\npath = \"/app;x\"\nupstream = \"http://127.0.0.1:3000\"\n"),
+    );
+    assert!(p.iter().any(|p| p.message.contains("';'")), "{p:?}");
+}
+
+#[test]
 fn the_redis_store_needs_a_redis_url_and_keeps_its_password_out_of_messages() {
     let with = |extra: &str| {
         MINIMAL.replace(

@@ -1,0 +1,277 @@
+//! What the upstream is told about the request besides the request itself: identity headers
+//! the client may never send, the gateway's cookies it may never see, and the forwarding
+//! headers (`X-Forwarded-*`, `Forwarded`, `X-Original-URL`, client-IP headers) that frameworks
+//! route by or build URLs from, believed only from `server.trusted_proxies`.
+//!
+//! Header names are compared case-insensitively with `_` read as `-`: WSGI, CGI and PHP turn
+//! both `X-Forwarded-Host` and `X_Forwarded_Host` into `HTTP_X_FORWARDED_HOST`.
+
+use std::net::IpAddr;
+
+use pingora::http::RequestHeader;
+use pingora::Result;
+
+use crate::request::cookie_headers;
+use crate::state::GatewayState;
+
+/// Forwarding headers replaced (or removed) unless the peer is a trusted proxy. IIS URL
+/// Rewrite reads `X-Original-URL`/`X-Rewrite-URL`, Symfony `X-Forwarded-Prefix`, Spring and
+/// Rails `X-Forwarded-Ssl`/`-Scheme`/`Front-End-Https`, and the client-IP headers feed
+/// allow-lists and audit logs.
+const FORWARDING: &[&str] = &[
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-forwarded-uri",
+    "x-forwarded-port",
+    "x-forwarded-prefix",
+    "x-forwarded-scheme",
+    "x-forwarded-ssl",
+    "x-forwarded-server",
+    "x-original-uri",
+    "x-original-url",
+    "x-rewrite-url",
+    "x-original-host",
+    "forwarded",
+    "x-real-ip",
+    "x-client-ip",
+    "true-client-ip",
+    "cf-connecting-ip",
+    "x-cluster-client-ip",
+    "fastly-client-ip",
+    "front-end-https",
+];
+
+/// Header name equality, case-insensitive, with `_` and `-` the same (no allocation).
+pub fn same_header(a: &[u8], b: &[u8]) -> bool {
+    let norm = |c: u8| {
+        if c == b'_' {
+            b'-'
+        } else {
+            c.to_ascii_lowercase()
+        }
+    };
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| norm(*x) == norm(*y))
+}
+
+/// Whether a header is one that only a trusted proxy may set.
+pub fn is_forwarding(name: &str) -> bool {
+    FORWARDING
+        .iter()
+        .any(|f| same_header(name.as_bytes(), f.as_bytes()))
+}
+
+/// Whether the peer is in `server.trusted_proxies`.
+pub fn trusted(state: &GatewayState, peer: Option<IpAddr>) -> bool {
+    peer.is_some_and(|ip| {
+        state
+            .config
+            .server
+            .trusted_proxies
+            .iter()
+            .any(|n| n.contains(&ip))
+    })
+}
+
+/// Removes every identity header a client sent (configured names and `X-Auth-*`, with `_`
+/// read as `-`).
+pub fn strip_identity_headers(state: &GatewayState, upstream: &mut RequestHeader) {
+    let doomed: Vec<http::HeaderName> = upstream
+        .headers
+        .keys()
+        .filter(|name| state.must_strip(name.as_str()))
+        .cloned()
+        .collect();
+    for name in doomed {
+        upstream.remove_header(&name);
+    }
+}
+
+/// Removes the gateway's own cookies from `Cookie`, keeping the application's.
+///
+/// One pass over the bytes: on an authenticated request `Cookie` carries the multi-kilobyte
+/// session, and splitting and UTF-8 checking it twice (once to find ours, once to rebuild)
+/// showed in profiles. Names are trimmed before comparing, as cookie parsers do.
+pub fn strip_gateway_cookies(state: &GatewayState, upstream: &mut RequestHeader) -> Result<()> {
+    let prefix = state.config.session.cookie_name.as_bytes();
+    let mut found = false;
+    let mut kept: Vec<u8> = Vec::new();
+    for header in cookie_headers(&upstream.headers) {
+        for part in header.split(|&b| b == b';') {
+            let part = part.trim_ascii();
+            if part.is_empty() {
+                continue;
+            }
+            let name = part.split(|&b| b == b'=').next().unwrap_or(part);
+            if is_gateway_cookie(prefix, name.trim_ascii()) {
+                found = true;
+                continue;
+            }
+            if !kept.is_empty() {
+                kept.extend_from_slice(b"; ");
+            }
+            kept.extend_from_slice(part);
+        }
+    }
+    if !found {
+        return Ok(());
+    }
+    upstream.remove_header(&http::header::COOKIE);
+    if !kept.is_empty() {
+        upstream.insert_header(http::header::COOKIE, kept)?;
+    }
+    Ok(())
+}
+
+/// Whether a cookie name is the gateway's: `{cookie_name}` or `{cookie_name}_...`.
+pub fn is_gateway_cookie(prefix: &[u8], name: &[u8]) -> bool {
+    name.strip_prefix(prefix)
+        .is_some_and(|rest| rest.is_empty() || rest.first() == Some(&b'_'))
+}
+
+/// Removes `Set-Cookie` headers of the upstream that would set one of the gateway's cookies:
+/// an application must not be able to plant or overwrite a session.
+pub fn drop_gateway_set_cookies(
+    state: &GatewayState,
+    resp: &mut pingora::http::ResponseHeader,
+) -> Result<()> {
+    let prefix = state.config.session.cookie_name.as_bytes();
+    let theirs = |v: &http::HeaderValue| {
+        let bytes = v.as_bytes();
+        let end = bytes.iter().position(|&b| b == b'=' || b == b';');
+        is_gateway_cookie(prefix, bytes[..end.unwrap_or(bytes.len())].trim_ascii())
+    };
+    let values = resp.headers.get_all(http::header::SET_COOKIE);
+    if !values.iter().any(theirs) {
+        return Ok(());
+    }
+    let kept: Vec<http::HeaderValue> = values.iter().filter(|v| !theirs(v)).cloned().collect();
+    tracing::warn!("upstream tried to set the gateway's session cookie; dropped");
+    resp.remove_header(&http::header::SET_COOKIE);
+    for v in kept {
+        resp.append_header(http::header::SET_COOKIE, v)?;
+    }
+    Ok(())
+}
+
+/// A response that carries the gateway's `Set-Cookie` must not be stored by a shared cache
+/// (which would hand one user's session to the next): `Cache-Control: private` unless it
+/// already says `private` or `no-store`; `public` and `s-maxage` are dropped.
+pub fn keep_private(resp: &mut pingora::http::ResponseHeader) -> Result<()> {
+    let mut directives: Vec<String> = Vec::new();
+    for v in resp.headers.get_all(http::header::CACHE_CONTROL) {
+        let text = String::from_utf8_lossy(v.as_bytes());
+        for d in text.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+            let name = d.split('=').next().unwrap_or(d).trim().to_ascii_lowercase();
+            if name == "private" || name == "no-store" {
+                return Ok(());
+            }
+            if name != "public" && name != "s-maxage" {
+                directives.push(d.to_owned());
+            }
+        }
+    }
+    directives.insert(0, "private".to_owned());
+    resp.insert_header(http::header::CACHE_CONTROL, directives.join(", "))?;
+    Ok(())
+}
+
+/// What the gateway saw of a request, for the forwarding headers of an untrusted peer.
+pub struct Seen<'a> {
+    pub peer: Option<IpAddr>,
+    pub host: Option<&'a http::HeaderValue>,
+    /// The canonical path and query (before `strip_prefix`).
+    pub uri: &'a str,
+}
+
+/// Forwarding headers: believed only from `server.trusted_proxies` (which get the peer
+/// appended to `X-Forwarded-For`); from anyone else every one of them is removed and the
+/// gateway's own `X-Forwarded-For`, `-Proto`, `-Host`, `-Uri` and `X-Real-IP` are set.
+pub fn set_forwarding_headers(
+    state: &GatewayState,
+    seen: &Seen<'_>,
+    upstream: &mut RequestHeader,
+) -> Result<()> {
+    if trusted(state, seen.peer) {
+        if let Some(ip) = seen.peer {
+            let xff = match upstream
+                .headers
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok())
+            {
+                Some(prev) => format!("{prev}, {ip}"),
+                None => ip.to_string(),
+            };
+            upstream.insert_header("X-Forwarded-For", xff)?;
+        }
+        return Ok(());
+    }
+    let doomed: Vec<http::HeaderName> = upstream
+        .headers
+        .keys()
+        .filter(|name| is_forwarding(name.as_str()))
+        .cloned()
+        .collect();
+    for name in doomed {
+        upstream.remove_header(&name);
+    }
+    if let Some(ip) = seen.peer {
+        upstream.insert_header("X-Forwarded-For", ip.to_string())?;
+        upstream.insert_header("X-Real-IP", ip.to_string())?;
+    }
+    let proto = if state.config.server.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    upstream.insert_header("X-Forwarded-Proto", proto)?;
+    if let Some(host) = seen.host {
+        upstream.insert_header("X-Forwarded-Host", host.clone())?;
+    }
+    upstream.insert_header("X-Forwarded-Uri", seen.uri)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarding_headers_are_recognised_in_any_spelling() {
+        for name in [
+            "X-Forwarded-Host",
+            "x_forwarded_host",
+            "X-Original-URL",
+            "x-rewrite-url",
+            "X-Forwarded-Prefix",
+            "X-Forwarded-Scheme",
+            "X-Forwarded-Ssl",
+            "Front-End-Https",
+            "True-Client-IP",
+            "X-Client-IP",
+            "CF-Connecting-IP",
+            "Forwarded",
+            "X_Real_IP",
+        ] {
+            assert!(is_forwarding(name), "{name}");
+        }
+        for name in ["x-forwarded", "x-request-id", "accept", "x-forwarded-hostx"] {
+            assert!(!is_forwarding(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn gateway_cookies_are_the_name_and_its_underscore_family() {
+        assert!(is_gateway_cookie(b"oidc_session", b"oidc_session"));
+        assert!(is_gateway_cookie(b"oidc_session", b"oidc_session_0"));
+        assert!(is_gateway_cookie(b"oidc_session", b"oidc_session_login_x"));
+        assert!(!is_gateway_cookie(b"oidc_session", b"oidc_sessionx"));
+        assert!(!is_gateway_cookie(b"oidc_session", b"app"));
+    }
+
+    #[test]
+    fn underscores_and_case_do_not_hide_a_header() {
+        assert!(same_header(b"X_Auth_Sub", b"x-auth-sub"));
+        assert!(!same_header(b"X-Auth-Su", b"x-auth-sub"));
+    }
+}

@@ -1,0 +1,333 @@
+//! The canonical form of a request path: what routing matches and what the upstream receives.
+//!
+//! The gateway's promise ("the upstream only sees what the rules allow") holds only if the path
+//! the gateway checks is the path every upstream framework will serve. Upstreams read paths
+//! differently: Go, WSGI, Rails, Spring and nginx percent-decode before routing; Tomcat and
+//! Jetty drop `;parameters` from each segment first; IIS ignores case. So the gateway computes
+//! one canonical path (RFC 3986 §6.2.2) and refuses whatever could still be read two ways:
+//!
+//! - percent-encoded unreserved characters (`A-Z a-z 0-9 - . _ ~`) are decoded, other escapes
+//!   upper-cased; dot segments (also encoded ones) are removed and repeated `/` merged;
+//! - routing uses each segment without its `;parameters` ([`CanonicalPath::matched`]), while
+//!   the upstream receives the segments with their parameters ([`CanonicalPath::forwarded`]),
+//!   since legacy Java apps carry `;jsessionid` there;
+//! - refused: encoded `/`, `\` and `;` (upstreams disagree on whether they separate), raw `\`,
+//!   NUL and other control characters (raw or encoded), malformed escapes, and a segment with
+//!   parameters whose name is empty, `.` or `..` (`..;`, `.;x`, `/;x/`), which Tomcat resolves
+//!   as a dot segment or an empty one after the gateway has matched it as a name.
+//!
+//! Pure and allocation-light: no escapes, dots, doubled slashes or parameters (the common case)
+//! costs one scan and one copy.
+
+/// Why a request path was refused (400).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PathError {
+    #[error("the path does not start with '/'")]
+    NotAbsolute,
+    #[error("encoded '/', '\\' or ';' in the path")]
+    EncodedSeparator,
+    #[error("backslash in the path")]
+    Backslash,
+    #[error("control character in the path")]
+    Control,
+    #[error("malformed percent-encoding in the path")]
+    BadEscape,
+    #[error("a path segment of only parameters, or '.' or '..' with parameters")]
+    DotParameters,
+}
+
+/// A request path in canonical form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CanonicalPath {
+    /// Canonical segments with their `;parameters`: what the upstream receives.
+    pub forwarded: String,
+    /// Canonical segments without parameters (ASCII lower case when matching ignores case):
+    /// what routes and endpoints are matched against.
+    pub matched: String,
+    /// Byte offsets in `forwarded` where each segment starts (at its `/`), for `strip_prefix`.
+    starts: Vec<usize>,
+}
+
+impl CanonicalPath {
+    /// `forwarded` without the first `n` segments (a route's prefix), `/` when nothing is left.
+    pub fn forwarded_without(&self, n: usize) -> &str {
+        if n == 0 {
+            return &self.forwarded;
+        }
+        match self.starts.get(n) {
+            Some(&at) => &self.forwarded[at..],
+            None => "/",
+        }
+    }
+}
+
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// One segment, decoded where RFC 3986 allows: unreserved escapes decoded, others upper-cased.
+fn canonical_segment(raw: &[u8], out: &mut String) -> Result<(), PathError> {
+    let mut i = 0;
+    while i < raw.len() {
+        let b = raw[i];
+        match b {
+            b'%' => {
+                let (Some(h), Some(l)) = (
+                    raw.get(i + 1).copied().and_then(hex),
+                    raw.get(i + 2).copied().and_then(hex),
+                ) else {
+                    return Err(PathError::BadEscape);
+                };
+                let v = h * 16 + l;
+                match v {
+                    b'/' | b'\\' | b';' => return Err(PathError::EncodedSeparator),
+                    0..=0x1f | 0x7f => return Err(PathError::Control),
+                    v if is_unreserved(v) => out.push(char::from(v)),
+                    v => {
+                        const HEX: &[u8; 16] = b"0123456789ABCDEF";
+                        out.push('%');
+                        out.push(char::from(HEX[usize::from(v >> 4)]));
+                        out.push(char::from(HEX[usize::from(v & 15)]));
+                    }
+                }
+                i += 3;
+            }
+            b'\\' => return Err(PathError::Backslash),
+            0..=0x20 | 0x7f => return Err(PathError::Control),
+            _ => {
+                // Whole UTF-8 sequences are copied as they are (the input is a `&str`).
+                let len = utf8_len(b);
+                let end = (i + len).min(raw.len());
+                out.push_str(std::str::from_utf8(&raw[i..end]).map_err(|_| PathError::BadEscape)?);
+                i = end;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn utf8_len(first: u8) -> usize {
+    match first {
+        0x00..=0x7f => 1,
+        0xc0..=0xdf => 2,
+        0xe0..=0xef => 3,
+        _ => 4,
+    }
+}
+
+/// Computes the canonical form of `path` (no query). `fold_case`: matching ignores ASCII case.
+pub fn canonicalize(path: &str, fold_case: bool) -> Result<CanonicalPath, PathError> {
+    let bytes = path.as_bytes();
+    if bytes.first() != Some(&b'/') {
+        return Err(PathError::NotAbsolute);
+    }
+    // (forwarded segment, matched segment) after dot-segment removal.
+    let mut segments: Vec<(String, usize)> = Vec::new();
+    let mut trailing_slash = false;
+    let raw_segments: Vec<&[u8]> = bytes[1..].split(|&b| b == b'/').collect();
+    let last = raw_segments.len() - 1;
+    for (i, raw) in raw_segments.iter().enumerate() {
+        let (name_raw, params_raw) = match raw.iter().position(|&b| b == b';') {
+            Some(p) => (&raw[..p], Some(&raw[p..])),
+            None => (*raw, None),
+        };
+        let mut seg = String::with_capacity(raw.len());
+        canonical_segment(name_raw, &mut seg)?;
+        let name_len = seg.len();
+        if let Some(params) = params_raw {
+            if matches!(seg.as_str(), "" | "." | "..") {
+                return Err(PathError::DotParameters);
+            }
+            seg.push(';');
+            // Parameters keep their own `;` and `=`; escapes in them are canonical too.
+            for (j, p) in params[1..].split(|&b| b == b';').enumerate() {
+                if j > 0 {
+                    seg.push(';');
+                }
+                canonical_segment(p, &mut seg)?;
+            }
+        }
+        let is_last = i == last;
+        match &seg[..name_len] {
+            "" | "." => trailing_slash = is_last,
+            ".." => {
+                segments.pop();
+                trailing_slash = is_last;
+            }
+            _ => {
+                segments.push((seg, name_len));
+                trailing_slash = false;
+            }
+        }
+    }
+    let mut forwarded = String::with_capacity(path.len());
+    let mut matched = String::with_capacity(path.len());
+    let mut starts = Vec::with_capacity(segments.len());
+    for (seg, name_len) in &segments {
+        starts.push(forwarded.len());
+        forwarded.push('/');
+        forwarded.push_str(seg);
+        matched.push('/');
+        matched.push_str(&seg[..*name_len]);
+    }
+    if trailing_slash || forwarded.is_empty() {
+        forwarded.push('/');
+        matched.push('/');
+    }
+    if fold_case {
+        matched.make_ascii_lowercase();
+    }
+    Ok(CanonicalPath {
+        forwarded,
+        matched,
+        starts,
+    })
+}
+
+/// Whether `prefix` (canonical, no trailing `/` unless it is `/`) covers `path` on whole
+/// segments: `/public` covers `/public` and `/public/x`, not `/publicity`.
+pub fn covers(prefix: &str, path: &str) -> bool {
+    if prefix == "/" {
+        return true;
+    }
+    match path.strip_prefix(prefix) {
+        Some(rest) => rest.is_empty() || rest.starts_with('/'),
+        None => false,
+    }
+}
+
+/// How many segments a route prefix has (`/` has none).
+pub fn segment_count(prefix: &str) -> usize {
+    prefix.split('/').filter(|s| !s.is_empty()).count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fwd(p: &str) -> Result<String, PathError> {
+        canonicalize(p, false).map(|c| c.forwarded)
+    }
+
+    fn matched(p: &str) -> Result<String, PathError> {
+        canonicalize(p, false).map(|c| c.matched)
+    }
+
+    #[test]
+    fn dot_segments_and_repeated_slashes_are_removed() {
+        let cases = [
+            ("/", "/"),
+            ("/a/b", "/a/b"),
+            ("/a/./b", "/a/b"),
+            ("/a/../b", "/b"),
+            ("/../../etc/passwd", "/etc/passwd"),
+            ("/public/../admin", "/admin"),
+            ("/public/%2e%2e/admin", "/admin"),
+            ("/public/%2E%2E/admin", "/admin"),
+            ("/public/.%2e/admin", "/admin"),
+            ("//a///b/", "/a/b/"),
+            ("/a/b/..", "/a/"),
+            ("/a/.", "/a/"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(fwd(input).as_deref(), Ok(want), "{input}");
+        }
+    }
+
+    #[test]
+    fn unreserved_escapes_are_decoded_and_others_upper_cased() {
+        assert_eq!(fwd("/%72a/").as_deref(), Ok("/ra/"));
+        assert_eq!(fwd("/%7Eu%5fx%2D").as_deref(), Ok("/~u_x-"));
+        assert_eq!(fwd("/a%20b").as_deref(), Ok("/a%20b"));
+        assert_eq!(fwd("/caf%c3%a9").as_deref(), Ok("/caf%C3%A9"));
+        assert_eq!(fwd("/100%25").as_deref(), Ok("/100%25"));
+    }
+
+    #[test]
+    fn parameters_are_set_aside_for_matching_and_kept_for_the_upstream() {
+        let c = canonicalize("/admin;jsessionid=1/x", false).unwrap();
+        assert_eq!(c.matched, "/admin/x");
+        assert_eq!(c.forwarded, "/admin;jsessionid=1/x");
+        let c = canonicalize("/ra;x/", false).unwrap();
+        assert_eq!(c.matched, "/ra/");
+        assert_eq!(c.forwarded, "/ra;x/");
+        let c = canonicalize("/a;p=%7e1;q/b", false).unwrap();
+        assert_eq!(c.forwarded, "/a;p=~1;q/b");
+        // A parameter on a segment that `..` removes goes with it.
+        assert_eq!(fwd("/a;x/../b").as_deref(), Ok("/b"));
+    }
+
+    #[test]
+    fn dot_and_empty_segments_with_parameters_are_refused() {
+        for p in [
+            "/public/..;/ra/",
+            "/public/.;x/ra",
+            "/public/%2e%2e;/ra",
+            "/;x/ra",
+            "/a/..;",
+            "/.;",
+        ] {
+            assert_eq!(matched(p), Err(PathError::DotParameters), "{p}");
+        }
+    }
+
+    #[test]
+    fn encoded_separators_controls_and_bad_escapes_are_refused() {
+        for p in ["/a%2Fb", "/a%2fb", "/a%5Cb", "/a%5cb", "/ra%3Bx/", "/a%3b"] {
+            assert_eq!(matched(p), Err(PathError::EncodedSeparator), "{p}");
+        }
+        assert_eq!(matched("/a\\b"), Err(PathError::Backslash));
+        for p in ["/a%00", "/a%0d%0a", "/a%7f", "/a%09", "/a b"] {
+            assert_eq!(matched(p), Err(PathError::Control), "{p}");
+        }
+        for p in ["/a%", "/a%2", "/a%zz", "/a%%41"] {
+            assert_eq!(matched(p), Err(PathError::BadEscape), "{p}");
+        }
+        assert_eq!(matched("a"), Err(PathError::NotAbsolute));
+        assert_eq!(matched(""), Err(PathError::NotAbsolute));
+        assert_eq!(matched("*"), Err(PathError::NotAbsolute));
+    }
+
+    #[test]
+    fn matching_may_ignore_case_but_the_upstream_gets_the_case_sent() {
+        let c = canonicalize("/RA;JSESSIONID=A/X", true).unwrap();
+        assert_eq!(c.matched, "/ra/x");
+        assert_eq!(c.forwarded, "/RA;JSESSIONID=A/X");
+    }
+
+    #[test]
+    fn a_canonical_path_is_a_fixed_point() {
+        for p in ["/%72a/", "/a/./b/../c;x=%7e/", "//x//y", "/caf%c3%a9/%41"] {
+            let once = fwd(p).unwrap();
+            assert_eq!(fwd(&once).unwrap(), once, "{p}");
+        }
+    }
+
+    #[test]
+    fn prefixes_are_stripped_by_segments() {
+        let c = canonicalize("/app;jsessionid=1/x/y", false).unwrap();
+        assert_eq!(c.forwarded_without(segment_count("/app")), "/x/y");
+        assert_eq!(c.forwarded_without(segment_count("/")), c.forwarded);
+        let c = canonicalize("/app/", false).unwrap();
+        assert_eq!(c.forwarded_without(1), "/");
+        let c = canonicalize("/app", false).unwrap();
+        assert_eq!(c.forwarded_without(1), "/");
+    }
+
+    #[test]
+    fn prefixes_cover_whole_segments_only() {
+        assert!(covers("/public", "/public"));
+        assert!(covers("/public", "/public/x"));
+        assert!(!covers("/public", "/publicity"));
+        assert!(covers("/", "/anything"));
+    }
+}
