@@ -44,7 +44,9 @@ pub struct Ask<'a> {
     pub route: Option<&'a RouteConfig>,
     /// Whether the client is a browser (403 page or JSON).
     pub browser: bool,
-    /// Refresh due tokens and write back activity (false for logout, which ends the session).
+    /// Apply expiry, refresh due tokens and write back activity. False for logout, which ends
+    /// the session as it is stored: an idle or expired session still has a provider session
+    /// to end (RP-initiated logout with its `id_token_hint`).
     pub extend: bool,
 }
 
@@ -237,7 +239,7 @@ impl Access {
             Err(LoadError::Unavailable(_)) => return Err(Denial::StoreUnavailable),
             Err(LoadError::Miss(miss)) => return Err(self.miss(state, ask, miss)),
         };
-        if let Some(miss) = loaded.session.expired_at(cfg, now) {
+        if let Some(miss) = loaded.session.expired_at(cfg, now).filter(|_| ask.extend) {
             return Err(self.miss(state, ask, miss));
         }
         if let Some(route) = ask.route {

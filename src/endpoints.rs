@@ -152,11 +152,7 @@ fn sign_in(state: &GatewayState, metrics: &Metrics, session: &Session) -> Reply 
         .get(http::header::HOST)
         .and_then(|h| h.to_str().ok());
     let provider = provider_for_path(state, host, &rd);
-    let cookies = RequestCookies::parse(
-        cookie_headers(&req.headers),
-        &state.config.session.cookie_name,
-        state.config.session.max_chunks,
-    );
+    let cookies = RequestCookies::of(&req.headers, &state.config.session);
     start_login(state, metrics, provider, rd, &cookies, true)
 }
 
@@ -355,11 +351,7 @@ async fn logout(state: &GatewayState, access: &Access, session: &Session) -> Rep
         let rd_param: String = url::form_urlencoded::byte_serialize(rd.as_bytes()).collect();
         return respond::logout_confirmation(&format!("/oauth2/logout?rd={rd_param}"));
     }
-    let cookies = RequestCookies::parse(
-        cookie_headers(&req.headers),
-        &cfg.cookie_name,
-        cfg.max_chunks,
-    );
+    let cookies = RequestCookies::of(&req.headers, cfg);
     let ask = Ask {
         headers: &req.headers,
         cookies: &cookies,
@@ -408,11 +400,7 @@ async fn logout(state: &GatewayState, access: &Access, session: &Session) -> Rep
 async fn userinfo(state: &GatewayState, access: &Access, session: &Session) -> Reply {
     let cfg = &state.config.session;
     let req = session.req_header();
-    let cookies = RequestCookies::parse(
-        cookie_headers(&req.headers),
-        &cfg.cookie_name,
-        cfg.max_chunks,
-    );
+    let cookies = RequestCookies::of(&req.headers, cfg);
     let ask = Ask {
         headers: &req.headers,
         cookies: &cookies,
@@ -454,6 +442,25 @@ fn original_uri(headers: &http::HeaderMap) -> Result<&str, &'static str> {
     std::str::from_utf8(found).map_err(|_| "the original URI is not text")
 }
 
+/// The original request's host: `X-Forwarded-Host` (exactly one value, no list), else the
+/// subrequest's `Host` (nginx passes `$http_host`).
+fn original_host(headers: &http::HeaderMap) -> Result<Option<&str>, &'static str> {
+    let mut forwarded = headers.get_all("x-forwarded-host").iter();
+    let host = match (forwarded.next(), forwarded.next()) {
+        (Some(_), Some(_)) => return Err("more than one X-Forwarded-Host"),
+        (Some(h), None) => h,
+        (None, _) => match headers.get(http::header::HOST) {
+            Some(h) => h,
+            None => return Ok(None),
+        },
+    };
+    let host = host.to_str().map_err(|_| "the original host is not text")?;
+    if host.is_empty() || host.contains([',', ' ', '/', '@']) {
+        return Err("the original host is not one host name");
+    }
+    Ok(Some(host))
+}
+
 /// Forward-auth (nginx `auth_request`, Traefik `forwardAuth`), failing closed: only trusted
 /// proxies are answered; the original URI goes through the proxy's path rules and route match;
 /// then the same decision as a proxied request (refresh, touch, rules). 202 with identity
@@ -485,10 +492,16 @@ async fn forward_auth(state: &GatewayState, access: &Access, session: &Session) 
             return respond::forward_auth_refused(400, &e.to_string());
         }
     };
-    let host = req
-        .headers
-        .get("x-forwarded-host")
-        .and_then(|v| v.to_str().ok());
+    let host = match original_host(&req.headers) {
+        Ok(h) => h,
+        Err(reason) => {
+            tracing::info!(reason, "forward-auth refused");
+            return respond::forward_auth_refused(400, reason);
+        }
+    };
+    if host.is_none() && state.routes.has_host_routes() {
+        return respond::forward_auth_refused(400, "no X-Forwarded-Host or Host");
+    }
     let Some(route) = state.routes.match_route(host, &path.matched) else {
         tracing::info!("forward-auth refused: no route for the original URI");
         return respond::forward_auth_refused(403, "no route for this host and path");
@@ -497,11 +510,7 @@ async fn forward_auth(state: &GatewayState, access: &Access, session: &Session) 
         return respond::auth_ok(Vec::new());
     }
     let cfg = &state.config.session;
-    let cookies = RequestCookies::parse(
-        cookie_headers(&req.headers),
-        &cfg.cookie_name,
-        cfg.max_chunks,
-    );
+    let cookies = RequestCookies::of(&req.headers, cfg);
     let browser = is_browser(&req.headers);
     let ask = Ask {
         headers: &req.headers,

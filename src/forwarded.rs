@@ -27,11 +27,15 @@ const FORWARDING: &[&str] = &[
     "x-forwarded-prefix",
     "x-forwarded-scheme",
     "x-forwarded-ssl",
-    "x-forwarded-server",
     "x-original-uri",
     "x-original-url",
     "x-rewrite-url",
     "x-original-host",
+    "x-host",
+    "x-http-host-override",
+    "x-forwarded-server",
+    "x-original-forwarded-for",
+    "client-ip",
     "forwarded",
     "x-real-ip",
     "x-client-ip",
@@ -252,6 +256,9 @@ mod tests {
             "CF-Connecting-IP",
             "Forwarded",
             "X_Real_IP",
+            "Client-IP",
+            "X-Host",
+            "X-Original-Forwarded-For",
         ] {
             assert!(is_forwarding(name), "{name}");
         }

@@ -34,6 +34,10 @@ pub enum PathError {
     BadEscape,
     #[error("a path segment of only parameters, or '.' or '..' with parameters")]
     DotParameters,
+    #[error("'..' after an empty segment ('//..') is resolved differently by different servers")]
+    DotDotAfterEmpty,
+    #[error("a path segment ending in '.' or space, or holding ':' or non-ASCII characters, which case-insensitive (Windows) servers rewrite")]
+    WindowsName,
 }
 
 /// A request path in canonical form.
@@ -41,11 +45,10 @@ pub enum PathError {
 pub struct CanonicalPath {
     /// Canonical segments with their `;parameters`: what the upstream receives.
     pub forwarded: String,
-    /// Canonical segments without parameters (ASCII lower case when matching ignores case):
-    /// what routes and endpoints are matched against.
+    /// Canonical segments without parameters, every character other than an unreserved one
+    /// percent-encoded (so `@` and `%40` are one name, as for a decoding upstream), in ASCII
+    /// lower case when matching ignores case: what routes are matched against.
     pub matched: String,
-    /// Byte offsets in `forwarded` where each segment starts (at its `/`), for `strip_prefix`.
-    starts: Vec<usize>,
 }
 
 impl CanonicalPath {
@@ -54,9 +57,16 @@ impl CanonicalPath {
         if n == 0 {
             return &self.forwarded;
         }
-        match self.starts.get(n) {
-            Some(&at) => &self.forwarded[at..],
-            None => "/",
+        // Segments (parameters included) never hold a raw `/`: the n-th `/` after the first
+        // starts what is left.
+        match self
+            .forwarded
+            .match_indices('/')
+            .nth(n)
+            .map(|(at, _)| &self.forwarded[at..])
+        {
+            Some(rest) if rest != "/" => rest,
+            _ => "/",
         }
     }
 }
@@ -124,11 +134,68 @@ fn utf8_len(first: u8) -> usize {
     }
 }
 
-/// Computes the canonical form of `path` (no query). `fold_case`: matching ignores ASCII case.
+/// Appends a canonical segment name in matched form: escapes as they are, unreserved
+/// characters as they are, everything else (sub-delimiters, `:`, `@`, UTF-8) percent-encoded.
+fn push_matched(name: &str, out: &mut String) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let bytes = name.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'%' && i + 2 < bytes.len() {
+            out.push_str(&name[i..i + 3]);
+            i += 3;
+            continue;
+        }
+        if is_unreserved(b) {
+            out.push(char::from(b));
+        } else {
+            out.push('%');
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 15)]));
+        }
+        i += 1;
+    }
+}
+
+/// Whether a segment name is one Windows servers (IIS) would rewrite before mapping: a
+/// trailing `.` or space is dropped, `:` names an alternate data stream (`x::$DATA`), and
+/// non-ASCII letters are case-folded by Unicode rules the gateway does not reproduce.
+fn windows_rewrites(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    let non_ascii_escape = bytes
+        .windows(2)
+        .any(|w| w[0] == b'%' && matches!(w[1], b'8'..=b'9' | b'A'..=b'F'));
+    name.ends_with('.')
+        || name.ends_with("%20")
+        || name.contains(':')
+        || name.contains("%3A")
+        || !name.is_ascii()
+        || non_ascii_escape
+}
+
+/// Computes the canonical form of `path` (no query). `fold_case`: matching ignores ASCII case,
+/// as Windows servers do; segment names those servers would rewrite are then refused too.
 pub fn canonicalize(path: &str, fold_case: bool) -> Result<CanonicalPath, PathError> {
     let bytes = path.as_bytes();
     if bytes.first() != Some(&b'/') {
         return Err(PathError::NotAbsolute);
+    }
+    // The common case: only unreserved characters and single slashes, no dot segment. It is
+    // canonical as it is, in both forms.
+    let plain = bytes.iter().all(|&b| b == b'/' || is_unreserved(b))
+        && !path.contains("//")
+        && !path.contains("/.")
+        && !(fold_case && (path.contains("./") || path.ends_with('.')));
+    if plain {
+        let mut matched = path.to_owned();
+        if fold_case {
+            matched.make_ascii_lowercase();
+        }
+        return Ok(CanonicalPath {
+            forwarded: path.to_owned(),
+            matched,
+        });
     }
     // (forwarded segment, matched segment) after dot-segment removal.
     let mut segments: Vec<(String, usize)> = Vec::new();
@@ -159,10 +226,16 @@ pub fn canonicalize(path: &str, fold_case: bool) -> Result<CanonicalPath, PathEr
         let is_last = i == last;
         match &seg[..name_len] {
             "" | "." => trailing_slash = is_last,
+            // RFC 3986 §5.2.4 pops the empty segment (`/a//..` is `/a/`); servers that merge
+            // slashes first pop `a`. Either reading may be the upstream's.
+            ".." if i > 0 && raw_segments[i - 1].is_empty() => {
+                return Err(PathError::DotDotAfterEmpty)
+            }
             ".." => {
                 segments.pop();
                 trailing_slash = is_last;
             }
+            name if fold_case && windows_rewrites(name) => return Err(PathError::WindowsName),
             _ => {
                 segments.push((seg, name_len));
                 trailing_slash = false;
@@ -171,13 +244,11 @@ pub fn canonicalize(path: &str, fold_case: bool) -> Result<CanonicalPath, PathEr
     }
     let mut forwarded = String::with_capacity(path.len());
     let mut matched = String::with_capacity(path.len());
-    let mut starts = Vec::with_capacity(segments.len());
     for (seg, name_len) in &segments {
-        starts.push(forwarded.len());
         forwarded.push('/');
         forwarded.push_str(seg);
         matched.push('/');
-        matched.push_str(&seg[..*name_len]);
+        push_matched(&seg[..*name_len], &mut matched);
     }
     if trailing_slash || forwarded.is_empty() {
         forwarded.push('/');
@@ -186,11 +257,7 @@ pub fn canonicalize(path: &str, fold_case: bool) -> Result<CanonicalPath, PathEr
     if fold_case {
         matched.make_ascii_lowercase();
     }
-    Ok(CanonicalPath {
-        forwarded,
-        matched,
-        starts,
-    })
+    Ok(CanonicalPath { forwarded, matched })
 }
 
 /// Whether `prefix` (canonical, no trailing `/` unless it is `/`) covers `path` on whole
@@ -302,6 +369,44 @@ mod tests {
         let c = canonicalize("/RA;JSESSIONID=A/X", true).unwrap();
         assert_eq!(c.matched, "/ra/x");
         assert_eq!(c.forwarded, "/RA;JSESSIONID=A/X");
+    }
+
+    #[test]
+    fn case_folding_refuses_names_windows_rewrites() {
+        for p in [
+            "/ra./x",
+            "/ra%20/x",
+            "/ra::$DATA",
+            "/ra%3A%3A$DATA",
+            "/caf%C3%A9",
+            "/caf\u{e9}",
+        ] {
+            assert_eq!(
+                canonicalize(p, true).map(|c| c.matched),
+                Err(PathError::WindowsName),
+                "{p}"
+            );
+            assert!(canonicalize(p, false).is_ok(), "{p}");
+        }
+    }
+
+    #[test]
+    fn dot_dot_after_an_empty_segment_is_refused() {
+        for p in ["/secret//../x", "/a/.//..", "//..", "/a//%2e%2e/b"] {
+            assert_eq!(matched(p), Err(PathError::DotDotAfterEmpty), "{p}");
+        }
+        assert_eq!(fwd("/a/b/../../x").as_deref(), Ok("/x"));
+    }
+
+    #[test]
+    fn matching_encodes_every_character_that_is_not_unreserved() {
+        let raw = canonicalize("/@admin/caf\u{e9}", false).unwrap();
+        let encoded = canonicalize("/%40admin/caf%c3%a9", false).unwrap();
+        assert_eq!(raw.matched, "/%40admin/caf%C3%A9");
+        assert_eq!(encoded.matched, raw.matched);
+        // The upstream gets what was sent, canonically.
+        assert_eq!(raw.forwarded, "/@admin/caf\u{e9}");
+        assert_eq!(encoded.forwarded, "/%40admin/caf%C3%A9");
     }
 
     #[test]

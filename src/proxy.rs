@@ -23,7 +23,7 @@ use crate::forwarded::{self, Seen};
 use crate::identity;
 use crate::metrics::{InFlight, Metrics};
 use crate::paths::canonicalize;
-use crate::request::{cookie_headers, is_browser};
+use crate::request::is_browser;
 use crate::respond::{self, Reply};
 use crate::routing::upstream_path;
 use crate::session::RequestCookies;
@@ -313,23 +313,37 @@ impl Gateway {
                 return Some(respond::bad_request(&e.to_string()));
             }
         };
-        if let Some(endpoint) = endpoints::match_endpoint(state, &path.matched) {
+        // An absolute-form target (`GET http://other.host/x`) names a host besides `Host`
+        // (pingora keeps it off `uri` but sends it upstream verbatim); a reverse proxy has no
+        // use for it, and the two could be read differently.
+        if req.raw_path().first() != Some(&b'/') {
+            ctx.label = "gateway";
+            tracing::info!("refused an absolute-form request target");
+            return Some(respond::bad_request(
+                "absolute-form request targets are not accepted",
+            ));
+        }
+        // Endpoints by their exact canonical path: `/oauth2/auth;x` is not forward-auth (a
+        // front proxy that keeps `= /oauth2/auth` internal would pass it on).
+        if let Some(endpoint) = endpoints::match_endpoint(state, &path.forwarded) {
             ctx.label = "gateway";
             return Some(endpoints::handle(endpoint, state, &self.access, session).await);
         }
-        let Some(route) = state
-            .routes
-            .match_route(request_host(req), &path.matched)
-            .cloned()
-        else {
+        let host = request_host(req);
+        if host.is_none() && state.routes.has_host_routes() {
+            ctx.label = "gateway";
+            return Some(respond::bad_request("the request names no host"));
+        }
+        let Some(route) = state.routes.match_route(host, &path.matched).cloned() else {
             ctx.label = "unmatched";
             return Some(respond::not_found());
         };
         ctx.canonical_uri = with_query(&path.forwarded, req.uri.query());
         let forwarded_path = upstream_path(&route, &path);
-        if forwarded_path != req.uri.path() {
-            let uri = with_query(forwarded_path, req.uri.query());
-            match uri.parse() {
+        // Unless the client sent exactly this, the upstream gets it (pingora would otherwise
+        // send the client's raw target bytes).
+        if !is_target(req.raw_path(), forwarded_path, req.uri.query()) {
+            match with_query(forwarded_path, req.uri.query()).parse() {
                 Ok(uri) => ctx.upstream_uri = Some(uri),
                 Err(_) => return Some(respond::bad_request("the path is not a valid URI")),
             }
@@ -339,11 +353,7 @@ impl Gateway {
             return None;
         }
         let cfg = &state.config.session;
-        let cookies = RequestCookies::parse(
-            cookie_headers(&req.headers),
-            &cfg.cookie_name,
-            cfg.max_chunks,
-        );
+        let cookies = RequestCookies::of(&req.headers, cfg);
         let browser = is_browser(&req.headers);
         let ask = Ask {
             headers: &req.headers,
@@ -409,6 +419,17 @@ impl Gateway {
         }
         ctx.identity = Some(identity);
         None
+    }
+}
+
+/// Whether the raw request target is exactly `path` plus `?query` (no allocation).
+fn is_target(raw: &[u8], path: &str, query: Option<&str>) -> bool {
+    let Some(rest) = raw.strip_prefix(path.as_bytes()) else {
+        return false;
+    };
+    match query {
+        None => rest.is_empty(),
+        Some(q) => rest.first() == Some(&b'?') && &rest[1..] == q.as_bytes(),
     }
 }
 

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use crate::config::RouteConfig;
-use crate::paths::{covers, segment_count, CanonicalPath};
+use crate::paths::{canonicalize, covers, segment_count, CanonicalPath};
 
 /// The routes, ready for matching.
 #[derive(Debug, Clone)]
@@ -22,14 +22,14 @@ pub struct RouteTable {
 impl RouteTable {
     /// Builds the table from validated routes; `fold_case` makes matching ignore ASCII case.
     pub fn new(routes: Vec<Arc<RouteConfig>>, fold_case: bool) -> Self {
+        // A prefix is matched in the same form as request paths (`/@admin` is `/%40admin`).
         let prefixes = routes
             .iter()
-            .map(|r| {
-                if fold_case {
-                    r.path.to_ascii_lowercase()
-                } else {
-                    r.path.clone()
-                }
+            .map(|r| match canonicalize(&r.path, fold_case) {
+                Ok(c) if c.matched != "/" => c.matched.trim_end_matches('/').to_owned(),
+                Ok(c) => c.matched,
+                // `check` refuses such a route path; never match it.
+                Err(_) => "\u{0}".to_owned(),
             })
             .collect();
         RouteTable {
@@ -67,6 +67,12 @@ impl RouteTable {
         best.map(|(r, _)| r)
     }
 
+    /// Whether some route names a `host`: then a request without one cannot be routed safely
+    /// (the upstream's default virtual host may be any of them).
+    pub fn has_host_routes(&self) -> bool {
+        self.routes.iter().any(|r| r.host.is_some())
+    }
+
     /// Every route, in configuration order.
     pub fn routes(&self) -> &[Arc<RouteConfig>] {
         &self.routes
@@ -81,10 +87,12 @@ fn strip_port(host: &str) -> &str {
             None => host,
         };
     }
-    match host.rsplit_once(':') {
+    let name = match host.rsplit_once(':') {
         Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
         _ => host,
-    }
+    };
+    // `admin.example.org.` is the same host to DNS and to vhost servers.
+    name.strip_suffix('.').unwrap_or(name)
 }
 
 /// The path the upstream receives: the canonical path with its parameters, minus the route
@@ -106,5 +114,7 @@ mod tests {
         assert_eq!(strip_port("Apps.Example.org:8080"), "Apps.Example.org");
         assert_eq!(strip_port("[::1]:80"), "[::1]");
         assert_eq!(strip_port("plain"), "plain");
+        assert_eq!(strip_port("admin.example.org.:443"), "admin.example.org");
+        assert_eq!(strip_port("admin.example.org."), "admin.example.org");
     }
 }

@@ -152,6 +152,19 @@ async fn forward_auth_never_says_yes_unless_a_route_matched_and_its_rules_passed
         let r = ask(&env, &mut bob, &headers).await;
         assert_eq!(r.status, StatusCode::FORBIDDEN, "{host:?}: {}", r.body);
     }
+    // One original host, or nothing is believed.
+    for hosts in [
+        &[
+            ("x-forwarded-host", "apps.example.org"),
+            ("x-forwarded-host", "evil.example"),
+        ][..],
+        &[("x-forwarded-host", "evil.example, apps.example.org")][..],
+    ] {
+        let mut headers = vec![("x-original-uri", "/h/x")];
+        headers.extend_from_slice(hosts);
+        let r = ask(&env, &mut bob, &headers).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{hosts:?}: {}", r.body);
+    }
     // A public route needs nobody; a protected one without a session is 401.
     let mut nobody = Browser::api();
     let r = ask(&env, &mut nobody, &[("x-original-uri", "/public/x")]).await;

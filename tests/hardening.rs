@@ -300,3 +300,33 @@ bearer = true
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logout_after_the_idle_timeout_still_ends_the_provider_session() {
+    let env = Env::with(Options {
+        session_extra: "idle_timeout = \"2s\"".into(),
+        ..Default::default()
+    })
+    .await;
+    let mut b = Browser::new();
+    b.login(&env.url("/"), "alice").await;
+    tokio::time::sleep(Duration::from_millis(3200)).await;
+    // Too idle for the application...
+    assert_eq!(
+        b.get_api(&env.url("/")).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let mut b = Browser::new();
+    b.login(&env.url("/"), "alice").await;
+    tokio::time::sleep(Duration::from_millis(3200)).await;
+    // ...but a shared workstation's next user must not inherit the provider's session.
+    let r = b.get(&env.url("/oauth2/logout?rd=%2Fbye")).await;
+    assert_eq!(r.status, StatusCode::FOUND, "{}", r.body);
+    let loc = r.location();
+    assert!(
+        loc.starts_with(&env.provider().end_session_endpoint()),
+        "{loc}"
+    );
+    assert!(common::query_param(&loc, "id_token_hint").is_some());
+    assert!(b.session_cookie_names().is_empty());
+}

@@ -416,3 +416,99 @@ async fn a_decoding_upstream_never_serves_a_protected_path_through_another_route
     assert_eq!(r.status, 200, "{r:?}");
     assert!(r.body.contains(SECRET));
 }
+
+const HOSTED: &str = r#"
+[[route]]
+name = "public"
+path = "/"
+upstream = "{echo}"
+auth = "public"
+
+[[route]]
+name = "admin"
+host = "admin.example.org"
+path = "/"
+upstream = "{echo}"
+[route.require]
+activities = ["B0008"]
+
+[[route]]
+name = "at-admin"
+path = "/@admin"
+upstream = "{echo}"
+[route.require]
+activities = ["B0008"]
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_host_and_target_cannot_be_spelt_to_skip_a_host_route() {
+    let env = Env::with(Options {
+        routes: HOSTED.into(),
+        ..Default::default()
+    })
+    .await;
+    let gw = addr(&env);
+    // An absolute-form target names a host besides Host: refused, even for a public route.
+    for target in [
+        "http://admin.example.org/x",
+        "https://admin.example.org/x",
+        "*",
+    ] {
+        let r = raw::get(&gw, target, &[]).await;
+        assert_eq!(r.status, 400, "{target}: {r:?}");
+    }
+    let r = raw::exchange(&gw, "GET http://admin.example.org/x HTTP/1.0\r\n\r\n").await;
+    assert_eq!(r.status, 400, "{r:?}");
+    // No Host at all, while a route names one: the upstream's default virtual host could be
+    // any of them.
+    let r = raw::exchange(&gw, "GET /x HTTP/1.0\r\nAccept: application/json\r\n\r\n").await;
+    assert_eq!(r.status, 400, "{r:?}");
+    // A trailing dot is the same host.
+    for host in [
+        "admin.example.org",
+        "ADMIN.example.org.",
+        "admin.example.org.:80",
+    ] {
+        let r = raw::get(&gw, "/x", &[("host", host)]).await;
+        assert_eq!(r.status, 401, "{host}: {r:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prefix_with_other_characters_matches_every_encoding_of_them() {
+    let env = Env::with(Options {
+        routes: HOSTED.into(),
+        ..Default::default()
+    })
+    .await;
+    let gw = addr(&env);
+    for target in [
+        "/@admin/x",
+        "/%40admin/x",
+        "/%40admin;p/x",
+        "/x/../%40admin",
+    ] {
+        let r = raw::get(&gw, target, &[]).await;
+        assert_eq!(r.status, 401, "{target}: {r:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_endpoints_answer_only_their_exact_path() {
+    let env = Env::with(Options {
+        server_extra: "trusted_proxies = [\"127.0.0.1/32\"]".into(),
+        ..Default::default()
+    })
+    .await;
+    let gw = addr(&env);
+    // `/oauth2/auth;x` slips past an nginx `location = /oauth2/auth { internal; }`: it must
+    // not be forward-auth (it is an ordinary path of the `/` route).
+    let r = raw::get(&gw, "/oauth2/auth;x", &[("x-original-uri", "/public/x")]).await;
+    assert_eq!(r.status, 401, "{r:?}");
+    let r = raw::get(&gw, "/oauth2/auth", &[("x-original-uri", "/public/x")]).await;
+    assert_eq!(r.status, 202, "{r:?}");
+    // `//..` is read two ways (RFC 3986 pops the empty segment, slash-merging servers pop
+    // the one before): refused.
+    let r = raw::get(&gw, "/ra//../public/x", &[]).await;
+    assert_eq!(r.status, 400, "{r:?}");
+}

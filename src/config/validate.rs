@@ -440,8 +440,13 @@ impl Validator<'_> {
         let callback_path = self
             .opt_string("server.callback_path", &s.callback_path)
             .unwrap_or_else(|| "/oauth2/callback".to_owned());
-        if !callback_path.starts_with('/') || callback_path.contains(['?', '#']) {
-            self.error("server.callback_path", "must be a path starting with /");
+        let canonical = crate::paths::canonicalize(&callback_path, false)
+            .is_ok_and(|c| c.forwarded == callback_path && !callback_path.contains(';'));
+        if !callback_path.starts_with('/') || callback_path.contains(['?', '#']) || !canonical {
+            self.error(
+                "server.callback_path",
+                "must be a plain path starting with / (no query, dot segments, escapes or ';')",
+            );
         }
         let tls = match (&s.tls_cert_file, &s.tls_key_file) {
             (Some(c), Some(k)) => {
@@ -1407,10 +1412,12 @@ impl Validator<'_> {
         let mut seen: BTreeMap<(Option<String>, String), usize> = BTreeMap::new();
         for (i, r) in routes.iter().enumerate() {
             let Some(r) = r else { continue };
-            let path = if fold_case {
-                r.path.to_ascii_lowercase()
-            } else {
-                r.path.clone()
+            let path = match crate::paths::canonicalize(&r.path, fold_case) {
+                Ok(c) => c.matched,
+                Err(e) => {
+                    self.error(&format!("route[{i}].path"), format!("{:?}: {e}", r.path));
+                    continue;
+                }
             };
             if let Some(first) = seen.insert((r.host.clone(), path), i) {
                 let how = if fold_case {

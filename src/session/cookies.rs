@@ -25,6 +25,18 @@ pub struct RequestCookies<'a> {
 }
 
 impl<'a> RequestCookies<'a> {
+    /// The gateway's cookies in a request's headers.
+    pub fn of(headers: &'a http::HeaderMap, cfg: &SessionConfig) -> Self {
+        RequestCookies::parse(
+            headers
+                .get_all(http::header::COOKIE)
+                .iter()
+                .map(|v| v.as_bytes()),
+            &cfg.cookie_name,
+            cfg.max_chunks,
+        )
+    }
+
     /// Picks the gateway's cookies out of `Cookie` header values.
     pub fn parse(
         headers: impl Iterator<Item = &'a [u8]>,

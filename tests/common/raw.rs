@@ -39,21 +39,32 @@ pub async fn get(addr: &str, target: &str, headers: &[(&str, &str)]) -> RawResp 
 }
 
 /// One request with an exact request target; the connection is closed after the response.
+/// `Host` is the address unless `headers` name one.
 pub async fn request(addr: &str, method: &str, target: &str, headers: &[(&str, &str)]) -> RawResp {
-    let mut stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-    let mut head = format!("{method} {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    let mut head = format!("{method} {target} HTTP/1.1\r\nConnection: close\r\n");
     let mut has_accept = false;
+    let mut has_host = false;
     for (k, v) in headers {
         has_accept |= k.eq_ignore_ascii_case("accept");
+        has_host |= k.eq_ignore_ascii_case("host");
         head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if !has_host {
+        head.push_str(&format!("Host: {addr}\r\n"));
     }
     if !has_accept {
         head.push_str("Accept: application/json\r\n");
     }
     head.push_str("\r\n");
-    stream.write_all(head.as_bytes()).await.expect("write");
+    exchange(addr, &head).await
+}
+
+/// Sends `text` as it is (a whole request head) and reads the response until the peer closes.
+pub async fn exchange(addr: &str, text: &str) -> RawResp {
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    stream.write_all(text.as_bytes()).await.expect("write");
     let mut buf = Vec::new();
     tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut buf))
         .await
