@@ -89,8 +89,13 @@ pub enum Denial {
     /// A bearer token that is not accepted (or whose keys cannot be loaded).
     BearerRefused(BearerError),
     /// Identified, but the route's rules are not met: 403 (always JSON for a bearer token,
-    /// which only API clients send). `sub` is for the access line.
-    Forbidden { sub: Option<String>, bearer: bool },
+    /// which only API clients send). `sub` is for the access line; `set_cookies` carries a
+    /// session refreshed on the way (its old refresh token may be spent).
+    Forbidden {
+        sub: Option<String>,
+        bearer: bool,
+        set_cookies: Vec<String>,
+    },
     /// Tokens are due for refresh and the provider cannot be reached: 503, the cookie stays.
     ProviderUnavailable,
     /// The session store does not answer: 503, the cookie stays (fail closed).
@@ -139,6 +144,7 @@ impl Access {
                 .ok_or_else(|| self.miss(state, ask, Miss::OtherProvider))?,
         };
         let mut reseal = ask.extend && user.needs_touch(cfg, now);
+        let mut was_refreshed = false;
         if ask.extend && refresh::is_due(&user, now) {
             let provider = &state.providers[provider_index];
             let kept = state.kept_paths(provider_index);
@@ -164,6 +170,7 @@ impl Access {
                 Ok(fresh) => {
                     user = Arc::new(fresh);
                     reseal = true;
+                    was_refreshed = true;
                 }
                 // Fail closed: the provider's tokens have expired and it cannot confirm the
                 // user now, so this request waits; the cookie stays for when it is back.
@@ -177,9 +184,22 @@ impl Access {
             }
         }
         // Rules after a refresh (its claims count) and before re-sealing: a forbidden request
-        // does not extend the session.
+        // does not extend the session, unless it was refreshed (the provider may have rotated
+        // the refresh token the old cookie holds).
         if let Some(route) = ask.route {
-            self.authorize(state, route, &user.claims, false)?;
+            if let Err(mut denial) = self.authorize(state, route, &user.claims, false) {
+                if was_refreshed {
+                    let fresh = Arc::make_mut(&mut user);
+                    fresh.last_seen = now;
+                    if let (Ok(set), Denial::Forbidden { set_cookies, .. }) = (
+                        self.save(state, &handle, fresh, ask.cookies, now).await,
+                        &mut denial,
+                    ) {
+                        *set_cookies = set;
+                    }
+                }
+                return Err(denial);
+            }
         }
         let mut set_cookies = Vec::new();
         if reseal {
@@ -228,6 +248,7 @@ impl Access {
         Err(Denial::Forbidden {
             sub: sub.map(str::to_owned),
             bearer,
+            set_cookies: Vec::new(),
         })
     }
 
@@ -322,7 +343,11 @@ pub fn denied(denial: Denial, browser: bool, on_login: OnLogin<'_>) -> Reply {
         },
         Denial::BearerRefused(e) => respond::bearer_refused(&e),
         // Bearer requests are API requests: a JSON 403, whatever their Accept says.
-        Denial::Forbidden { bearer, .. } => respond::forbidden(browser && !bearer),
+        Denial::Forbidden {
+            bearer,
+            set_cookies,
+            ..
+        } => respond::forbidden(browser && !bearer).with_cookies(set_cookies),
         Denial::ProviderUnavailable => respond::provider_unavailable(browser),
         Denial::StoreUnavailable => respond::store_unavailable(browser),
     }

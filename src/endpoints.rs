@@ -18,6 +18,7 @@ use crate::oidc::flow::random_token;
 use crate::paths::canonicalize;
 use crate::request::{cookie_headers, is_browser, query_param, safe_return_path};
 use crate::respond::{self, Reply};
+use crate::routing::host_name;
 use crate::session::cookies::{clear_session, delete_cookie};
 use crate::session::login_state::{self, LoginState};
 use crate::session::redis_store::Index;
@@ -150,7 +151,8 @@ fn sign_in(state: &GatewayState, metrics: &Metrics, session: &Session) -> Reply 
     let host = req
         .headers
         .get(http::header::HOST)
-        .and_then(|h| h.to_str().ok());
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| host_name(h).ok().flatten());
     let provider = provider_for_path(state, host, &rd);
     let cookies = RequestCookies::of(&req.headers, &state.config.session);
     start_login(state, metrics, provider, rd, &cookies, true)
@@ -497,6 +499,13 @@ async fn forward_auth(state: &GatewayState, access: &Access, session: &Session) 
         Err(reason) => {
             tracing::info!(reason, "forward-auth refused");
             return respond::forward_auth_refused(400, reason);
+        }
+    };
+    let host = match host.map_or(Ok(None), host_name) {
+        Ok(h) => h,
+        Err(_) => {
+            tracing::info!("forward-auth refused: the original host is not a host name");
+            return respond::forward_auth_refused(400, "the original host is not a host name");
         }
     };
     if host.is_none() && state.routes.has_host_routes() {

@@ -36,6 +36,12 @@ const FORWARDING: &[&str] = &[
     "x-forwarded-server",
     "x-original-forwarded-for",
     "client-ip",
+    "proxy-client-ip",
+    "wl-proxy-client-ip",
+    "x-forwarded",
+    "forwarded-for",
+    "x-forwarded-protocol",
+    "x-url-scheme",
     "forwarded",
     "x-real-ip",
     "x-client-ip",
@@ -262,7 +268,12 @@ mod tests {
         ] {
             assert!(is_forwarding(name), "{name}");
         }
-        for name in ["x-forwarded", "x-request-id", "accept", "x-forwarded-hostx"] {
+        for name in [
+            "x-forwarded-foo",
+            "x-request-id",
+            "accept",
+            "x-forwarded-hostx",
+        ] {
             assert!(!is_forwarding(name), "{name}");
         }
     }

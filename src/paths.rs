@@ -34,7 +34,7 @@ pub enum PathError {
     BadEscape,
     #[error("a path segment of only parameters, or '.' or '..' with parameters")]
     DotParameters,
-    #[error("'..' after an empty segment ('//..') is resolved differently by different servers")]
+    #[error("'..' after an empty segment ('//') is resolved differently by different servers")]
     DotDotAfterEmpty,
     #[error("a path segment ending in '.' or space, or holding ':' or non-ASCII characters, which case-insensitive (Windows) servers rewrite")]
     WindowsName,
@@ -159,8 +159,9 @@ fn push_matched(name: &str, out: &mut String) {
 }
 
 /// Whether a segment name is one Windows servers (IIS) would rewrite before mapping: a
-/// trailing `.` or space is dropped, `:` names an alternate data stream (`x::$DATA`), and
-/// non-ASCII letters are case-folded by Unicode rules the gateway does not reproduce.
+/// trailing `.` or space is dropped, `:` names an alternate data stream (`x::$DATA`), `~` and
+/// a digit may be an 8.3 short name (`SECRE~1` for `secret`), and non-ASCII letters are
+/// case-folded by Unicode rules the gateway does not reproduce.
 fn windows_rewrites(name: &str) -> bool {
     let bytes = name.as_bytes();
     let non_ascii_escape = bytes
@@ -172,6 +173,9 @@ fn windows_rewrites(name: &str) -> bool {
         || name.contains("%3A")
         || !name.is_ascii()
         || non_ascii_escape
+        || bytes
+            .windows(2)
+            .any(|w| w[0] == b'~' && w[1].is_ascii_digit())
 }
 
 /// Computes the canonical form of `path` (no query). `fold_case`: matching ignores ASCII case,
@@ -186,7 +190,7 @@ pub fn canonicalize(path: &str, fold_case: bool) -> Result<CanonicalPath, PathEr
     let plain = bytes.iter().all(|&b| b == b'/' || is_unreserved(b))
         && !path.contains("//")
         && !path.contains("/.")
-        && !(fold_case && (path.contains("./") || path.ends_with('.')));
+        && !(fold_case && (path.contains("./") || path.ends_with('.') || path.contains('~')));
     if plain {
         let mut matched = path.to_owned();
         if fold_case {
@@ -200,6 +204,7 @@ pub fn canonicalize(path: &str, fold_case: bool) -> Result<CanonicalPath, PathEr
     // (forwarded segment, matched segment) after dot-segment removal.
     let mut segments: Vec<(String, usize)> = Vec::new();
     let mut trailing_slash = false;
+    let mut any_empty = false;
     let raw_segments: Vec<&[u8]> = bytes[1..].split(|&b| b == b'/').collect();
     let last = raw_segments.len() - 1;
     for (i, raw) in raw_segments.iter().enumerate() {
@@ -224,13 +229,14 @@ pub fn canonicalize(path: &str, fold_case: bool) -> Result<CanonicalPath, PathEr
             }
         }
         let is_last = i == last;
+        let seen_empty = any_empty;
+        any_empty |= raw.is_empty();
         match &seg[..name_len] {
             "" | "." => trailing_slash = is_last,
-            // RFC 3986 §5.2.4 pops the empty segment (`/a//..` is `/a/`); servers that merge
-            // slashes first pop `a`. Either reading may be the upstream's.
-            ".." if i > 0 && raw_segments[i - 1].is_empty() => {
-                return Err(PathError::DotDotAfterEmpty)
-            }
+            // RFC 3986 §5.2.4 pops empty segments like any other (`/a//..` is `/a/`,
+            // `/a//b/../..` is `/a/`); servers that merge slashes first pop `a`. Either reading
+            // may be the upstream's (or a front proxy's, with forward-auth).
+            ".." if seen_empty => return Err(PathError::DotDotAfterEmpty),
             ".." => {
                 segments.pop();
                 trailing_slash = is_last;
@@ -380,6 +386,8 @@ mod tests {
             "/ra%3A%3A$DATA",
             "/caf%C3%A9",
             "/caf\u{e9}",
+            "/SECRE~1/x",
+            "/secre%7E1",
         ] {
             assert_eq!(
                 canonicalize(p, true).map(|c| c.matched),
@@ -392,7 +400,16 @@ mod tests {
 
     #[test]
     fn dot_dot_after_an_empty_segment_is_refused() {
-        for p in ["/secret//../x", "/a/.//..", "//..", "/a//%2e%2e/b"] {
+        for p in [
+            "/secret//../x",
+            "/a/.//..",
+            "//..",
+            "/a//%2e%2e/b",
+            "/secret//./../x",
+            "/secret//b/../../x",
+            "/secret//%2e/../x",
+            "//x/..",
+        ] {
             assert_eq!(matched(p), Err(PathError::DotDotAfterEmpty), "{p}");
         }
         assert_eq!(fwd("/a/b/../../x").as_deref(), Ok("/x"));

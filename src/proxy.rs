@@ -25,7 +25,7 @@ use crate::metrics::{InFlight, Metrics};
 use crate::paths::canonicalize;
 use crate::request::is_browser;
 use crate::respond::{self, Reply};
-use crate::routing::upstream_path;
+use crate::routing::{host_name, upstream_path};
 use crate::session::RequestCookies;
 use crate::state::GatewayState;
 
@@ -329,7 +329,17 @@ impl Gateway {
             ctx.label = "gateway";
             return Some(endpoints::handle(endpoint, state, &self.access, session).await);
         }
-        let host = request_host(req);
+        // The gateway's own prefix, as oauth2-proxy reserves it: a path under it that is no
+        // endpoint goes nowhere (a front proxy that sends `/oauth2/` here must not reach an
+        // application with it).
+        if path.matched == "/oauth2" || path.matched.starts_with("/oauth2/") {
+            ctx.label = "gateway";
+            return Some(respond::not_found());
+        }
+        let Ok(host) = request_host(req).map_or(Ok(None), host_name) else {
+            ctx.label = "gateway";
+            return Some(respond::bad_request("the Host header is not a host name"));
+        };
         if host.is_none() && state.routes.has_host_routes() {
             ctx.label = "gateway";
             return Some(respond::bad_request("the request names no host"));

@@ -44,11 +44,10 @@ impl RouteTable {
         self.fold_case
     }
 
-    /// The route for a host (may carry a port; any case) and a canonical path's `matched`
-    /// form: the longest covering prefix wins; at equal length a route naming the host beats
+    /// The route for a host name (from [`host_name`]; any case) and a canonical path's
+    /// `matched` form: the longest covering prefix wins; at equal length a route naming the host beats
     /// one for any host.
     pub fn match_route(&self, host: Option<&str>, path: &str) -> Option<&Arc<RouteConfig>> {
-        let host = host.map(strip_port);
         let mut best: Option<(&Arc<RouteConfig>, (usize, bool))> = None;
         for (route, prefix) in self.routes.iter().zip(&self.prefixes) {
             let host_ok = match (&route.host, host) {
@@ -79,20 +78,58 @@ impl RouteTable {
     }
 }
 
-/// `example.org:8080` → `example.org`; `[::1]:80` → `[::1]`.
-fn strip_port(host: &str) -> &str {
-    if host.starts_with('[') {
-        return match host.find(']') {
-            Some(end) => &host[..=end],
-            None => host,
-        };
+/// A `Host` (or `X-Forwarded-Host`) that is not one host name with an optional numeric port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the host is not a host name with an optional port")]
+pub struct BadHost;
+
+/// The host name of a `Host` value, without port or trailing dot: `Example.org:8080` →
+/// `Example.org`, `[::1]:80` → `[::1]`, `admin.example.org.` → `admin.example.org`; an empty
+/// value is no host. Anything else (`host:x`, `a:1:2`, `a b`, `user@host`) is refused, since
+/// servers disagree on which part of it is the host (nginx takes what comes before the first
+/// `:`, a lenient parser the whole value).
+pub fn host_name(raw: &str) -> Result<Option<&str>, BadHost> {
+    if raw.is_empty() {
+        return Ok(None);
     }
-    let name = match host.rsplit_once(':') {
-        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
-        _ => host,
+    let (name, port) = if raw.starts_with('[') {
+        let end = raw.find(']').ok_or(BadHost)?;
+        let inside = &raw[1..end];
+        if inside.is_empty()
+            || !inside
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+        {
+            return Err(BadHost);
+        }
+        let rest = &raw[end + 1..];
+        let port = match rest.strip_prefix(':') {
+            Some(p) => Some(p),
+            None if rest.is_empty() => None,
+            None => return Err(BadHost),
+        };
+        (&raw[..=end], port)
+    } else {
+        let (name, port) = match raw.split_once(':') {
+            Some((n, p)) => (n, Some(p)),
+            None => (raw, None),
+        };
+        let name = name.strip_suffix('.').unwrap_or(name);
+        let valid = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
+        if !valid {
+            return Err(BadHost);
+        }
+        (name, port)
     };
-    // `admin.example.org.` is the same host to DNS and to vhost servers.
-    name.strip_suffix('.').unwrap_or(name)
+    if let Some(p) = port {
+        if p.is_empty() || p.len() > 5 || !p.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(BadHost);
+        }
+    }
+    Ok(Some(name))
 }
 
 /// The path the upstream receives: the canonical path with its parameters, minus the route
@@ -111,10 +148,37 @@ mod tests {
 
     #[test]
     fn ports_are_ignored_when_matching_hosts() {
-        assert_eq!(strip_port("Apps.Example.org:8080"), "Apps.Example.org");
-        assert_eq!(strip_port("[::1]:80"), "[::1]");
-        assert_eq!(strip_port("plain"), "plain");
-        assert_eq!(strip_port("admin.example.org.:443"), "admin.example.org");
-        assert_eq!(strip_port("admin.example.org."), "admin.example.org");
+        for (raw, name) in [
+            ("Apps.Example.org:8080", Some("Apps.Example.org")),
+            ("[::1]:80", Some("[::1]")),
+            ("[::1]", Some("[::1]")),
+            ("plain", Some("plain")),
+            ("127.0.0.1:8080", Some("127.0.0.1")),
+            ("admin.example.org.:443", Some("admin.example.org")),
+            ("admin.example.org.", Some("admin.example.org")),
+            ("", None),
+        ] {
+            assert_eq!(host_name(raw), Ok(name), "{raw}");
+        }
+    }
+
+    #[test]
+    fn hosts_that_servers_read_differently_are_refused() {
+        for raw in [
+            "admin.example.org:x",
+            "admin.example.org:80:80",
+            ":80",
+            "admin.example.org:",
+            "a b",
+            "user@admin.example.org",
+            "admin.example.org/x",
+            "[::1",
+            "[::1]x",
+            "[]",
+            ".",
+            "admin.example.org:123456",
+        ] {
+            assert_eq!(host_name(raw), Err(BadHost), "{raw}");
+        }
     }
 }

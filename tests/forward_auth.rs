@@ -159,6 +159,7 @@ async fn forward_auth_never_says_yes_unless_a_route_matched_and_its_rules_passed
             ("x-forwarded-host", "evil.example"),
         ][..],
         &[("x-forwarded-host", "evil.example, apps.example.org")][..],
+        &[("x-forwarded-host", "apps.example.org:x")][..],
     ] {
         let mut headers = vec![("x-original-uri", "/h/x")];
         headers.extend_from_slice(hosts);

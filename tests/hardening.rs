@@ -330,3 +330,42 @@ async fn logout_after_the_idle_timeout_still_ends_the_provider_session() {
     assert!(common::query_param(&loc, "id_token_hint").is_some());
     assert!(b.session_cookie_names().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_refreshed_on_a_forbidden_request_keeps_the_refresh() {
+    let env = Env::with(Options {
+        access_token_lifetime: Duration::from_secs(1),
+        id_token_lifetime: Duration::from_secs(1),
+        ..Default::default()
+    })
+    .await;
+    let mut bob = Browser::new();
+    bob.login(&env.url("/"), "bob").await;
+    tokio::time::sleep(Duration::from_secs(
+        oidc_gateway::refresh::MIN_TOKEN_LIFETIME_SECS + 1,
+    ))
+    .await;
+    let grants = || {
+        env.provider()
+            .controls
+            .token_requests()
+            .into_iter()
+            .filter(|t| t.grant_type.as_deref() == Some("refresh_token"))
+            .count()
+    };
+    // bob may not use /ra: 403, but the refresh it took is kept (the provider rotated the
+    // refresh token the old cookie holds).
+    let r = bob.get(&env.url("/ra")).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(grants(), 1);
+    assert!(
+        r.set_cookies()
+            .iter()
+            .any(|c| c.starts_with("oidc_session")),
+        "{:?}",
+        r.set_cookies()
+    );
+    let r = bob.get(&env.url("/")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(grants(), 1);
+}

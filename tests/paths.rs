@@ -463,6 +463,18 @@ async fn the_host_and_target_cannot_be_spelt_to_skip_a_host_route() {
     // any of them.
     let r = raw::exchange(&gw, "GET /x HTTP/1.0\r\nAccept: application/json\r\n\r\n").await;
     assert_eq!(r.status, 400, "{r:?}");
+    // A Host that servers split differently (nginx: before the first ':') is refused; an
+    // empty one is no host.
+    for host in [
+        "admin.example.org:x",
+        "admin.example.org:80:80",
+        ":80",
+        "user@admin.example.org",
+        "",
+    ] {
+        let r = raw::get(&gw, "/x", &[("host", host)]).await;
+        assert_eq!(r.status, 400, "{host:?}: {r:?}");
+    }
     // A trailing dot is the same host.
     for host in [
         "admin.example.org",
@@ -502,13 +514,24 @@ async fn gateway_endpoints_answer_only_their_exact_path() {
     .await;
     let gw = addr(&env);
     // `/oauth2/auth;x` slips past an nginx `location = /oauth2/auth { internal; }`: it must
-    // not be forward-auth (it is an ordinary path of the `/` route).
+    // not be forward-auth.
     let r = raw::get(&gw, "/oauth2/auth;x", &[("x-original-uri", "/public/x")]).await;
-    assert_eq!(r.status, 401, "{r:?}");
+    assert_eq!(r.status, 404, "{r:?}");
     let r = raw::get(&gw, "/oauth2/auth", &[("x-original-uri", "/public/x")]).await;
     assert_eq!(r.status, 202, "{r:?}");
     // `//..` is read two ways (RFC 3986 pops the empty segment, slash-merging servers pop
     // the one before): refused.
-    let r = raw::get(&gw, "/ra//../public/x", &[]).await;
-    assert_eq!(r.status, 400, "{r:?}");
+    for target in [
+        "/ra//../public/x",
+        "/ra//./../public/x",
+        "/ra//b/../../public/x",
+    ] {
+        let r = raw::get(&gw, target, &[]).await;
+        assert_eq!(r.status, 400, "{target}: {r:?}");
+    }
+    // The gateway's prefix is its own: no other path under it reaches an application.
+    for target in ["/oauth2/anything", "/oauth2/auth/", "/oauth2"] {
+        let r = raw::get(&gw, target, &[]).await;
+        assert_eq!(r.status, 404, "{target}: {r:?}");
+    }
 }
