@@ -50,6 +50,24 @@ pub struct Ask<'a> {
     pub extend: bool,
 }
 
+impl<'a> Ask<'a> {
+    /// A request for `route`, as the proxy and forward-auth ask it: tokens refreshed and
+    /// activity written back.
+    pub fn for_route(
+        headers: &'a HeaderMap,
+        cookies: &'a RequestCookies<'a>,
+        route: &'a RouteConfig,
+    ) -> Ask<'a> {
+        Ask {
+            headers,
+            cookies,
+            route: Some(route),
+            browser: crate::request::is_browser(headers),
+            extend: true,
+        }
+    }
+}
+
 /// An identified request's user: a session or a bearer token, shared with the cache it came
 /// from rather than copied.
 pub enum Identity {

@@ -16,7 +16,7 @@ use crate::identity;
 use crate::metrics::{AuthEvent, Metrics};
 use crate::oidc::flow::random_token;
 use crate::paths::canonicalize;
-use crate::request::{cookie_headers, is_browser, query_param, safe_return_path};
+use crate::request::{cookie_headers, query_param, safe_return_path};
 use crate::respond::{self, Reply};
 use crate::routing::host_name;
 use crate::session::cookies::{clear_session, delete_cookie};
@@ -518,16 +518,9 @@ async fn forward_auth(state: &GatewayState, access: &Access, session: &Session) 
     if route.auth == AuthMode::Public {
         return respond::auth_ok(Vec::new());
     }
-    let cfg = &state.config.session;
-    let cookies = RequestCookies::of(&req.headers, cfg);
-    let browser = is_browser(&req.headers);
-    let ask = Ask {
-        headers: &req.headers,
-        cookies: &cookies,
-        route: Some(route),
-        browser,
-        extend: true,
-    };
+    let cookies = RequestCookies::of(&req.headers, &state.config.session);
+    let ask = Ask::for_route(&req.headers, &cookies, route);
+    let browser = ask.browser;
     let admitted = match access.decide(state, &ask).await {
         Ok(a) => a,
         Err(denial) => {

@@ -23,7 +23,6 @@ use crate::forwarded::{self, Seen};
 use crate::identity;
 use crate::metrics::{InFlight, Metrics};
 use crate::paths::canonicalize;
-use crate::request::is_browser;
 use crate::respond::{self, Reply};
 use crate::routing::{host_name, upstream_path};
 use crate::session::RequestCookies;
@@ -362,16 +361,9 @@ impl Gateway {
         if route.auth == AuthMode::Public {
             return None;
         }
-        let cfg = &state.config.session;
-        let cookies = RequestCookies::of(&req.headers, cfg);
-        let browser = is_browser(&req.headers);
-        let ask = Ask {
-            headers: &req.headers,
-            cookies: &cookies,
-            route: Some(&route),
-            browser,
-            extend: true,
-        };
+        let cookies = RequestCookies::of(&req.headers, &state.config.session);
+        let ask = Ask::for_route(&req.headers, &cookies, &route);
+        let browser = ask.browser;
         match self.access.decide(state, &ask).await {
             Ok(admitted) => self.admit(state, &route, admitted, ctx).await,
             Err(denial) => {
