@@ -6,7 +6,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use oidc_gateway::authz;
 use oidc_gateway::claims::ClaimPath;
 use oidc_gateway::config::Requirement;
-use oidc_gateway::devprovider::user;
+use devprovider::user;
 use std::hint::black_box;
 
 #[path = "support/fixtures.rs"]

@@ -9,7 +9,7 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use oidc_gateway::bearer::BearerVerifier;
 use oidc_gateway::config::parse_str;
-use oidc_gateway::devprovider::{DevProvider, DevProviderOptions};
+use devprovider::{DevProvider, DevProviderOptions};
 use oidc_gateway::metrics::Metrics;
 use oidc_gateway::oidc::Provider;
 

@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 
 use crate::claims::{ClaimPath, Claims};
 use crate::config::{PrivateKey, RouteConfig};
-use crate::keygen::JwkAlg;
+use jwk::JwkAlg;
 
 /// The header the upstream reads.
 pub const HEADER: &str = "X-Auth-Assertion";
@@ -66,7 +66,7 @@ impl AssertionSigner {
                 EncodingKey::from_ec_der(der.as_bytes())
             }
         };
-        let public = crate::keygen::public_jwk_from_pem(pem, key.alg)
+        let public = jwk::public_jwk_from_pem(pem, key.alg)
             .map_err(|e| AssertionError::Key(e.to_string()))?;
         let mut header = Header::new(key.alg.jsonwebtoken_alg());
         header.kid = Some(key.kid.clone());
@@ -74,7 +74,7 @@ impl AssertionSigner {
             key: encoding,
             header,
             issuer: issuer.to_owned(),
-            jwks: crate::keygen::public_jwks(public).to_string(),
+            jwks: jwk::public_jwks(public).to_string(),
             cache: Cache::builder()
                 .max_capacity(CACHE_CAPACITY)
                 .time_to_live(LIFETIME / 2)

@@ -1,14 +1,14 @@
 //! The command line: `run`, `check`, `keygen` and `demo`, each a small handler that returns the
 //! process exit code.
 
-use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
 use crate::config::Config;
-use crate::keygen::{self, JwkAlg};
+use crate::keygen;
+use jwk::JwkAlg;
 use crate::server;
 use crate::telemetry::{self, LogFormat};
 
@@ -74,9 +74,15 @@ pub fn main(cli: Cli) -> ExitCode {
             alg,
             out,
         } => keygen_jwk(alg, out.as_deref()),
+        #[cfg(feature = "demo")]
         Command::Demo { port } => {
             telemetry::init(cli.log_format);
-            demo(port)
+            crate::demo::run(port)
+        }
+        #[cfg(not(feature = "demo"))]
+        Command::Demo { .. } => {
+            eprintln!("oidc-gateway demo: this build has no demo (built without the `demo` feature)");
+            ExitCode::FAILURE
         }
     }
 }
@@ -116,25 +122,7 @@ fn run(path: &Path) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    start(config, Some(path.to_path_buf()))
-}
-
-fn start(config: Config, config_path: Option<PathBuf>) -> ExitCode {
-    let (state, metrics) = match server::prepare(config) {
-        Ok(v) => v,
-        Err(e) => {
-            tracing::error!("cannot start: {e}");
-            eprintln!("oidc-gateway: cannot start: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match server::run(state, metrics, config_path) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("oidc-gateway: cannot start: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    server::start(config, Some(path.to_path_buf()))
 }
 
 fn keygen_jwk(alg: JwkAlg, out: Option<&Path>) -> ExitCode {
@@ -142,7 +130,7 @@ fn keygen_jwk(alg: JwkAlg, out: Option<&Path>) -> ExitCode {
         eprintln!("oidc-gateway keygen --jwk needs --out FILE for the private key");
         return ExitCode::FAILURE;
     };
-    let key = match keygen::generate(alg) {
+    let key = match jwk::generate(alg) {
         Ok(k) => k,
         Err(e) => {
             eprintln!("oidc-gateway: cannot generate a key: {e}");
@@ -153,7 +141,7 @@ fn keygen_jwk(alg: JwkAlg, out: Option<&Path>) -> ExitCode {
         eprintln!("oidc-gateway: cannot write {}: {e}", out.display());
         return ExitCode::FAILURE;
     }
-    let jwks = keygen::public_jwks(key.public_jwk);
+    let jwks = jwk::public_jwks(key.public_jwk);
     println!(
         "{}",
         serde_json::to_string_pretty(&jwks).unwrap_or_default()
@@ -166,107 +154,3 @@ fn keygen_jwk(alg: JwkAlg, out: Option<&Path>) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// The demo config, with `@NAME@` placeholders filled in at start.
-const DEMO_CONFIG: &str = include_str!("../config/demo.toml");
-
-fn demo(port: u16) -> ExitCode {
-    let (Some(provider_port), Some(echo_port), Some(admin_port)) = (
-        port.checked_add(1),
-        port.checked_add(2),
-        port.checked_add(10),
-    ) else {
-        eprintln!("oidc-gateway demo: --port is too high");
-        return ExitCode::FAILURE;
-    };
-    let secret = crate::oidc::flow::random_token();
-    let public_url = format!("http://localhost:{port}");
-    let redirect_uri = format!("{public_url}/oauth2/callback");
-    // The provider and the echo upstream run on their own runtime, on a thread of their own.
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let provider_secret = secret.clone();
-    let public = public_url.clone();
-    std::thread::spawn(move || {
-        let rt = match tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-        {
-            Ok(rt) => rt,
-            Err(e) => {
-                let _ = ready_tx.send(Err(e.to_string()));
-                return;
-            }
-        };
-        rt.block_on(async move {
-            use crate::devprovider::{
-                start_echo, DevClient, DevClientAuth, DevProvider, DevProviderOptions,
-            };
-            let opts = DevProviderOptions {
-                bind: SocketAddr::from((Ipv4Addr::LOCALHOST, provider_port)),
-                clients: vec![DevClient::new(
-                    "demo",
-                    DevClientAuth::SecretBasic(provider_secret),
-                    redirect_uri,
-                )
-                .with_post_logout_redirect_uri(format!("{public}/"))],
-                ..DevProviderOptions::default()
-            };
-            let started = async {
-                let provider = DevProvider::start(opts)
-                    .await
-                    .map_err(|e| format!("development provider on port {provider_port}: {e}"))?;
-                let echo = start_echo(SocketAddr::from((Ipv4Addr::LOCALHOST, echo_port)))
-                    .await
-                    .map_err(|e| format!("echo upstream on port {echo_port}: {e}"))?;
-                Ok::<_, String>((provider, echo))
-            }
-            .await;
-            match started {
-                Ok(servers) => {
-                    let _ = ready_tx.send(Ok(servers.0.issuer.clone()));
-                    // Keep both alive for the life of the process.
-                    let _keep = servers;
-                    std::future::pending::<()>().await;
-                }
-                Err(e) => {
-                    let _ = ready_tx.send(Err(e));
-                }
-            }
-        });
-    });
-    let issuer = match ready_rx.recv() {
-        Ok(Ok(issuer)) => issuer,
-        Ok(Err(e)) => {
-            eprintln!("oidc-gateway demo: cannot start {e}");
-            return ExitCode::FAILURE;
-        }
-        Err(_) => {
-            eprintln!("oidc-gateway demo: the development provider thread stopped");
-            return ExitCode::FAILURE;
-        }
-    };
-    let text = DEMO_CONFIG
-        .replace("@GATEWAY_PORT@", &port.to_string())
-        .replace("@ADMIN_PORT@", &admin_port.to_string())
-        .replace("@ECHO_PORT@", &echo_port.to_string())
-        .replace("@ISSUER@", &issuer)
-        .replace("@COOKIE_KEY@", &keygen::cookie_key())
-        .replace("@CLIENT_SECRET@", &secret);
-    let config = match crate::config::parse_str(&text, None) {
-        Ok(c) => c,
-        Err(problems) => {
-            eprintln!("oidc-gateway demo: the embedded config is invalid:\n{problems}");
-            return ExitCode::FAILURE;
-        }
-    };
-    // A closed stdout (piped into something that went away) must not stop the demo.
-    let banner = format!(
-        "\n  oidc-gateway demo\n  open            {public_url}/            (sign in as alice, bob, jose or big)\n  public route    {public_url}/public/     (no sign-in)\n  rule route      {public_url}/ra/         (requires activity B0008: alice yes, bob no)\n  provider        {issuer}\n  metrics         http://127.0.0.1:{admin_port}/metrics\n  stop with Ctrl-C\n\n"
-    );
-    {
-        use std::io::Write;
-        let mut out = std::io::stdout();
-        let _ = out.write_all(banner.as_bytes()).and_then(|()| out.flush());
-    }
-    start(config, None)
-}

@@ -17,7 +17,8 @@ pub mod bearer;
 pub mod claims;
 pub mod cli;
 pub mod config;
-pub mod devprovider;
+#[cfg(feature = "demo")]
+mod demo;
 pub mod endpoints;
 pub mod error;
 pub mod forwarded;

@@ -3,6 +3,7 @@
 //! the configuration on SIGHUP.
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -223,5 +224,24 @@ impl BackgroundService for Drain {
         }
         tracing::info!("drained: no request in flight; exiting");
         std::process::exit(0);
+    }
+}
+
+/// Prepares the state and serves until shutdown; errors go to stderr and the log.
+pub fn start(config: Config, config_path: Option<PathBuf>) -> ExitCode {
+    let (state, metrics) = match prepare(config) {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::error!("cannot start: {e}");
+            eprintln!("oidc-gateway: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match run(state, metrics, config_path) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("oidc-gateway: cannot start: {e}");
+            ExitCode::FAILURE
+        }
     }
 }

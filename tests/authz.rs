@@ -4,7 +4,7 @@
 mod common;
 
 use common::{free_port, Browser, Env, Options};
-use oidc_gateway::devprovider::{DevClient, DevClientAuth, DevProvider, DevProviderOptions};
+use devprovider::{DevClient, DevClientAuth, DevProvider, DevProviderOptions};
 use reqwest::{Method, StatusCode};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -119,7 +119,7 @@ X-Auth-Issuer = "iss"
         at_b.upstream_header("x-auth-issuer"),
         Some(other.issuer.clone())
     );
-    let bob_sub = oidc_gateway::devprovider::user("bob")
+    let bob_sub = devprovider::user("bob")
         .unwrap()
         .sub()
         .to_owned();

@@ -43,7 +43,7 @@ upstream = "{echo}"
 
 async fn start() -> Env {
     let env_dir = tempfile::tempdir().unwrap();
-    let key = oidc_gateway::keygen::generate("ES256".parse().unwrap()).unwrap();
+    let key = jwk::generate("ES256".parse().unwrap()).unwrap();
     let key_path = env_dir.path().join("assertion.pem");
     std::fs::write(&key_path, &key.private_pem).unwrap();
     let env = Env::with(Options {
@@ -180,7 +180,7 @@ async fn invalid_tokens_get_401_invalid_token_and_never_a_login_redirect() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_from_another_issuer_is_refused() {
     let env = start().await;
-    let other = oidc_gateway::devprovider::DevProvider::start(Default::default())
+    let other = devprovider::DevProvider::start(Default::default())
         .await
         .unwrap();
     let token = other.mint_access_token("alice", AUDIENCE, 300).unwrap();

@@ -138,7 +138,7 @@ fn keygen_jwk_writes_a_private_key_and_prints_its_public_jwks() {
         );
         assert_eq!(
             jwk["kid"].as_str().unwrap(),
-            oidc_gateway::keygen::thumbprint(jwk).unwrap()
+            jwk::thumbprint(jwk).unwrap()
         );
         let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);

@@ -4,7 +4,7 @@
 mod common;
 
 use common::{Browser, Env};
-use oidc_gateway::devprovider::Misbehaviour;
+use devprovider::Misbehaviour;
 use reqwest::StatusCode;
 
 async fn login_with(env: &Env, m: Misbehaviour) -> common::Resp {

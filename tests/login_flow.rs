@@ -403,7 +403,7 @@ async fn route_rules_forbid_users_without_the_activity() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_provider_sees_each_client_authentication_method() {
-    use oidc_gateway::devprovider::ClientAuthMethod;
+    use devprovider::ClientAuthMethod;
     for (auth, method) in [
         (common::Auth::Basic, ClientAuthMethod::SecretBasic),
         (common::Auth::Post, ClientAuthMethod::SecretPost),

@@ -4,7 +4,7 @@
 mod common;
 
 use common::{query_param, Browser, Env, Options};
-use oidc_gateway::devprovider::Misbehaviour;
+use devprovider::Misbehaviour;
 use reqwest::StatusCode;
 use serde_json::Value;
 

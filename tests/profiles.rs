@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::{free_port, spawn_gateway, Browser, Gateway, CLIENT_ID, CLIENT_SECRET};
-use oidc_gateway::devprovider::{
+use devprovider::{
     start_echo, ClientAuthMethod, DevClient, DevClientAuth, DevProvider, DevProviderOptions,
     EchoServer,
 };
@@ -107,12 +107,12 @@ fn claims(v: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cis2_profile() {
     let port = free_port();
-    let key = oidc_gateway::keygen::generate("RS256".parse().unwrap()).unwrap();
+    let key = jwk::generate("RS256".parse().unwrap()).unwrap();
     let provider = DevProvider::start(DevProviderOptions {
         issuer_path: "/token".into(),
         clients: vec![DevClient::new(
             CLIENT_ID,
-            DevClientAuth::PrivateKeyJwt(oidc_gateway::keygen::public_jwks(key.public_jwk)),
+            DevClientAuth::PrivateKeyJwt(jwk::public_jwks(key.public_jwk)),
             format!("http://127.0.0.1:{port}/oauth2/callback"),
         )],
         ..DevProviderOptions::default()

@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::{eventually, Browser, Env, Options};
-use oidc_gateway::devprovider::Misbehaviour;
+use devprovider::Misbehaviour;
 use reqwest::StatusCode;
 
 async fn status(url: &str) -> u16 {

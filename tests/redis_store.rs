@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::redis::{RedisOptions, RedisServer};
 use common::{eventually, metric, Browser, Env, Gateway, Options};
-use oidc_gateway::devprovider::user;
+use devprovider::user;
 use oidc_gateway::refresh::MIN_TOKEN_LIFETIME_SECS;
 use reqwest::StatusCode;
 use serde_json::json;

@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::{Auth, Browser, Env, Options};
-use oidc_gateway::devprovider::{ClientAuthMethod, Misbehaviour};
+use devprovider::{ClientAuthMethod, Misbehaviour};
 use oidc_gateway::refresh::MIN_TOKEN_LIFETIME_SECS;
 use reqwest::StatusCode;
 use serde_json::json;

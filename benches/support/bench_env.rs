@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use oidc_gateway::config::Config;
-use oidc_gateway::devprovider::{DevClient, DevClientAuth, DevProvider, DevProviderOptions};
+use devprovider::{DevClient, DevClientAuth, DevProvider, DevProviderOptions};
 use oidc_gateway::session::cookies::write_session;
 use oidc_gateway::session::{now, Codec, RequestCookies};
 

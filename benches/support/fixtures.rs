@@ -7,7 +7,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use oidc_gateway::claims::{retain_for, Claims};
 use oidc_gateway::config::{parse_str, Config, RouteConfig};
-use oidc_gateway::devprovider::user;
+use devprovider::user;
 use oidc_gateway::session::cookies::write_session;
 use oidc_gateway::session::{Codec, RequestCookies, Session};
 use serde_json::{json, Value};

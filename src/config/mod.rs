@@ -138,7 +138,7 @@ pub enum ClientAuth {
 #[derive(Debug, Clone, PartialEq)]
 pub struct PrivateKey {
     pub pem: Secret<String>,
-    pub alg: crate::keygen::JwkAlg,
+    pub alg: jwk::JwkAlg,
     /// RFC 7638 thumbprint of the public key: what `keygen --jwk` printed as `kid`.
     pub kid: String,
 }

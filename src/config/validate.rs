@@ -16,7 +16,7 @@ use super::raw::{OneOrMany, RawConfig, RawProvider, RawRoute, RawSession};
 use super::secrets::{expand, read_secret_file, Secret};
 use super::*;
 use crate::claims::ClaimPath;
-use crate::keygen::JwkAlg;
+use jwk::JwkAlg;
 
 /// One thing wrong (or worth a warning) in a config file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1075,7 +1075,7 @@ impl Validator<'_> {
         } else {
             JwkAlg::RS256
         });
-        match crate::keygen::public_jwk_from_pem(&pem, alg) {
+        match jwk::public_jwk_from_pem(&pem, alg) {
             Ok(jwk) => {
                 let kid = jwk
                     .get("kid")
@@ -1285,7 +1285,7 @@ impl Validator<'_> {
             None if pem.contains("EC PRIVATE KEY") || looks_like_ec(&pem) => JwkAlg::ES256,
             None => JwkAlg::RS256,
         };
-        match crate::keygen::public_jwk_from_pem(&pem, alg) {
+        match jwk::public_jwk_from_pem(&pem, alg) {
             Ok(jwk) => Some(PrivateKey {
                 kid: jwk
                     .get("kid")

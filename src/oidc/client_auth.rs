@@ -9,7 +9,7 @@ use rand::RngCore;
 use serde::Serialize;
 
 use crate::config::{ClientAuth, ProviderConfig};
-use crate::keygen::JwkAlg;
+use jwk::JwkAlg;
 
 const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 /// Assertions are single-use; a minute is plenty for one token request.

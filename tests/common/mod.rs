@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use oidc_gateway::devprovider::{
+use devprovider::{
     start_echo, DevClient, DevClientAuth, DevProvider, DevProviderOptions, EchoServer,
 };
 use reqwest::header::{HeaderMap, HeaderValue};
@@ -227,11 +227,11 @@ impl Env {
                 ),
             ),
             Auth::Jwt(alg) => {
-                let key = oidc_gateway::keygen::generate(alg.parse().expect("alg")).expect("key");
+                let key = jwk::generate(alg.parse().expect("alg")).expect("key");
                 let path = dir.path().join("rp.pem");
                 std::fs::write(&path, &key.private_pem).expect("write key");
                 (
-                    DevClientAuth::PrivateKeyJwt(oidc_gateway::keygen::public_jwks(key.public_jwk)),
+                    DevClientAuth::PrivateKeyJwt(jwk::public_jwks(key.public_jwk)),
                     format!(
                         "client_auth = \"private_key_jwt\"\nprivate_key_file = \"rp.pem\"\nprivate_key_alg = \"{alg}\""
                     ),

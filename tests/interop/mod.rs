@@ -175,7 +175,7 @@ activities = ["B0008"]
 /// oidc-provider, an echo upstream and a gateway using one of the provider's clients.
 pub struct OpEnv {
     pub op: Op,
-    pub echo: oidc_gateway::devprovider::EchoServer,
+    pub echo: devprovider::EchoServer,
     pub gateway: Gateway,
     pub dir: tempfile::TempDir,
 }
@@ -223,7 +223,7 @@ impl OpEnv {
             id_token_ttl: opts.id_token_ttl,
             rotate_refresh_token: opts.rotate_refresh_token,
         });
-        let echo = oidc_gateway::devprovider::start_echo(crate::common::any_loopback())
+        let echo = devprovider::start_echo(crate::common::any_loopback())
             .await
             .unwrap();
         let auth = match opts.client {

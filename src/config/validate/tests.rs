@@ -208,7 +208,7 @@ fn bearer_routes_need_an_audience_and_assertion_routes_a_key() {
     assert!(key.message.contains("route[0]"), "{key}");
 
     let dir = tempfile::tempdir().unwrap();
-    let pem = crate::keygen::generate(JwkAlg::ES256).unwrap().private_pem;
+    let pem = jwk::generate(JwkAlg::ES256).unwrap().private_pem;
     std::fs::write(dir.path().join("assert.pem"), pem).unwrap();
     let text = text
         .replace(

@@ -10,7 +10,7 @@ use rand::RngCore;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::keygen::{self, JwkAlg, KeygenError};
+use jwk::{JwkAlg, KeyError};
 
 /// An RS256 key the provider signs ID tokens with.
 pub(crate) struct SigningKey {
@@ -23,12 +23,12 @@ pub(crate) struct SigningKey {
 
 impl SigningKey {
     /// A fresh RSA 2048 key; its kid is the RFC 7638 thumbprint.
-    pub fn generate() -> Result<SigningKey, KeygenError> {
-        let key = keygen::generate(JwkAlg::RS256)?;
-        let bad = |e: jsonwebtoken::errors::Error| KeygenError::Encode(e.to_string());
+    pub fn generate() -> Result<SigningKey, KeyError> {
+        let key = jwk::generate(JwkAlg::RS256)?;
+        let bad = |e: jsonwebtoken::errors::Error| KeyError::Encode(e.to_string());
         let encoding = EncodingKey::from_rsa_pem(key.private_pem.as_bytes()).map_err(bad)?;
         let jwk: jsonwebtoken::jwk::Jwk = serde_json::from_value(key.public_jwk.clone())
-            .map_err(|e| KeygenError::Encode(format!("generated JWK does not parse: {e}")))?;
+            .map_err(|e| KeyError::Encode(format!("generated JWK does not parse: {e}")))?;
         let decoding = DecodingKey::from_jwk(&jwk).map_err(bad)?;
         Ok(SigningKey {
             kid: key.kid,

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use super::client_auth::JWT_BEARER;
 use super::tokens::{at_hash, random_token, s256};
 use super::*;
-use crate::keygen::{self, JwkAlg};
+use jwk::JwkAlg;
 
 const REDIRECT: &str = "https://rp.example/oauth2/callback?x=1";
 const LOGGED_OUT: &str = "https://rp.example/bye";
@@ -42,8 +42,8 @@ struct Harness {
 }
 
 async fn harness(issuer_path: &str) -> Harness {
-    let es = keygen::generate(JwkAlg::ES256).unwrap();
-    let ps = keygen::generate(JwkAlg::PS256).unwrap();
+    let es = jwk::generate(JwkAlg::ES256).unwrap();
+    let ps = jwk::generate(JwkAlg::PS256).unwrap();
     let opts = DevProviderOptions {
         issuer_path: issuer_path.into(),
         clients: vec![
@@ -60,12 +60,12 @@ async fn harness(issuer_path: &str) -> Harness {
             ),
             DevClient::new(
                 "jwt-es-rp",
-                DevClientAuth::PrivateKeyJwt(keygen::public_jwks(es.public_jwk.clone())),
+                DevClientAuth::PrivateKeyJwt(jwk::public_jwks(es.public_jwk.clone())),
                 REDIRECT,
             ),
             DevClient::new(
                 "jwt-ps-rp",
-                DevClientAuth::PrivateKeyJwt(keygen::public_jwks(ps.public_jwk.clone())),
+                DevClientAuth::PrivateKeyJwt(jwk::public_jwks(ps.public_jwk.clone())),
                 REDIRECT,
             ),
         ],
@@ -630,7 +630,7 @@ async fn rotation_changes_the_kid() {
         .map(|k| k["kid"].as_str().unwrap())
         .collect();
     assert_eq!(kids, [after.as_str()]);
-    assert_eq!(keygen::thumbprint(&jwks["keys"][0]).unwrap(), after);
+    assert_eq!(jwk::thumbprint(&jwks["keys"][0]).unwrap(), after);
 
     let flow = h.login("basic-rp", "alice").await;
     let tokens = body_json(h.exchange(&h.basic, &flow).await).await;
