@@ -2,11 +2,12 @@
 //! bob, found among 60 activities for "big") and a three-key rule like a CIS2 deployment's.
 //!
 //!   cargo bench --bench authz_rules
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark that cannot set up stops
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use devprovider::user;
 use oidc_gateway::authz;
 use oidc_gateway::claims::ClaimPath;
 use oidc_gateway::config::Requirement;
-use devprovider::user;
 use std::hint::black_box;
 
 #[path = "support/fixtures.rs"]

@@ -4,12 +4,13 @@
 //! The keys come from the development provider over loopback, as in production.
 //!
 //!   cargo bench --bench bearer_jwt
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark that cannot set up stops
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use devprovider::{DevProvider, DevProviderOptions};
 use oidc_gateway::bearer::BearerVerifier;
 use oidc_gateway::config::parse_str;
-use devprovider::{DevProvider, DevProviderOptions};
 use oidc_gateway::metrics::Metrics;
 use oidc_gateway::oidc::Provider;
 

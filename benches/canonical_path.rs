@@ -3,6 +3,7 @@
 //! the demo's route table.
 //!
 //!   cargo bench --bench canonical_path
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark that cannot set up stops
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use oidc_gateway::paths::canonicalize;
 use oidc_gateway::routing::RouteTable;

@@ -2,6 +2,7 @@
 //! activities joined, a JSONPath result) over sessions of each size.
 //!
 //!   cargo bench --bench identity_headers
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark that cannot set up stops
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use oidc_gateway::identity;
 use std::hint::black_box;

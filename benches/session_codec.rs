@@ -3,6 +3,7 @@
 //! the re-seal a touched session costs.
 //!
 //!   cargo bench --bench session_codec
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark that cannot set up stops
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use oidc_gateway::session::cache::OpenedSessions;
 use oidc_gateway::session::cookies::write_session;

@@ -17,13 +17,14 @@ use crate::audit;
 use crate::authz;
 use crate::bearer::{bearer_token, BearerError, BearerIdentity};
 use crate::claims::Claims;
+use crate::clock::now;
 use crate::config::RouteConfig;
 use crate::metrics::Metrics;
 use crate::refresh::{self, RefreshError, Refresher, Stored};
 use crate::respond::{self, Reply};
 use crate::session::cookies::clear_session;
 use crate::session::{
-    now, Handle, LoadError, Loaded, Miss, RequestCookies, SaveError, Session as UserSession,
+    Handle, LoadError, Loaded, Miss, RequestCookies, SaveError, Session as UserSession,
 };
 use crate::state::GatewayState;
 
@@ -133,9 +134,10 @@ impl Access {
         // A bearer token on a bearer route decides alone: valid or refused, never a login.
         if let Some(route) = ask.route.filter(|r| r.bearer) {
             if let Some(token) = bearer_token(ask.headers) {
-                let provider = &state.providers[route.provider];
-                let identity = state.bearer[route.provider]
-                    .verify(provider, state.kept_paths(route.provider), token)
+                let runtime = &state.providers[route.provider];
+                let identity = runtime
+                    .bearer
+                    .verify(&runtime.oidc, &runtime.kept_paths, token)
                     .await
                     .map_err(|e| {
                         tracing::debug!(route = %route.name, reason = %e, "bearer token refused");
@@ -164,8 +166,8 @@ impl Access {
         let mut reseal = ask.extend && user.needs_touch(cfg, now);
         let mut was_refreshed = false;
         if ask.extend && refresh::is_due(&user, now) {
-            let provider = &state.providers[provider_index];
-            let kept = state.kept_paths(provider_index);
+            let provider = &state.providers[provider_index].oidc;
+            let kept = &state.providers[provider_index].kept_paths;
             let refreshed = match &handle {
                 Handle::Redis { .. } => {
                     let stored = Stored {
@@ -254,7 +256,7 @@ impl Access {
         let Some(unmet) = authz::first_unmet(&route.require, claims) else {
             return Ok(());
         };
-        let provider = state.providers[route.provider].name();
+        let provider = state.providers[route.provider].oidc.name();
         let sub = claims.get("sub").and_then(|s| s.as_str());
         audit::forbidden(
             &self.metrics,
@@ -282,7 +284,7 @@ impl Access {
             return Err(self.miss(state, ask, miss));
         }
         if let Some(route) = ask.route {
-            if loaded.session.provider != state.providers[route.provider].name() {
+            if loaded.session.provider != state.providers[route.provider].oidc.name() {
                 return Err(self.miss(state, ask, Miss::OtherProvider));
             }
         }

@@ -30,8 +30,8 @@ impl ServeHttp for Admin {
                 let waiting: Vec<&str> = state
                     .providers
                     .iter()
-                    .filter(|p| !p.is_ready())
-                    .map(|p| p.name())
+                    .filter(|p| !p.oidc.is_ready())
+                    .map(|p| p.oidc.name())
                     .collect();
                 if waiting.is_empty() {
                     (200, "text/plain", b"ready\n".to_vec())

@@ -106,7 +106,7 @@ impl AssertionSigner {
     }
 
     fn sign(&self, route: &RouteConfig, mut body: Claims) -> Result<Arc<str>, AssertionError> {
-        let now = crate::session::now();
+        let now = crate::clock::now();
         body.insert("iss".into(), json!(self.issuer));
         body.insert("aud".into(), json!(route.name));
         body.insert("iat".into(), json!(now));

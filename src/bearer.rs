@@ -67,7 +67,7 @@ impl Expiry<[u8; 32], Arc<BearerIdentity>> for UntilExp {
         value: &Arc<BearerIdentity>,
         _created_at: Instant,
     ) -> Option<Duration> {
-        let left = value.expires.saturating_sub(crate::session::now());
+        let left = value.expires.saturating_sub(crate::clock::now());
         Some(Duration::from_secs(left) + self.skew)
     }
 }
@@ -95,7 +95,7 @@ impl BearerVerifier {
         let skew = provider.cfg.clock_skew.as_secs();
         if let Some(hit) = self.cache.get(&digest).await {
             // The cache evicts at exp + skew, but only lazily: check again.
-            if hit.expires.saturating_add(skew) >= crate::session::now() {
+            if hit.expires.saturating_add(skew) >= crate::clock::now() {
                 return Ok(hit);
             }
             self.cache.invalidate(&digest).await;

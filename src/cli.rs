@@ -8,9 +8,9 @@ use clap::{Parser, Subcommand};
 
 use crate::config::Config;
 use crate::keygen;
-use jwk::JwkAlg;
 use crate::server;
 use crate::telemetry::{self, LogFormat};
+use jwk::JwkAlg;
 
 /// OpenID Connect single sign-on in front of web applications that know nothing about it.
 #[derive(Debug, Parser)]
@@ -81,7 +81,9 @@ pub fn main(cli: Cli) -> ExitCode {
         }
         #[cfg(not(feature = "demo"))]
         Command::Demo { .. } => {
-            eprintln!("oidc-gateway demo: this build has no demo (built without the `demo` feature)");
+            eprintln!(
+                "oidc-gateway demo: this build has no demo (built without the `demo` feature)"
+            );
             ExitCode::FAILURE
         }
     }
@@ -153,4 +155,3 @@ fn keygen_jwk(alg: JwkAlg, out: Option<&Path>) -> ExitCode {
     );
     ExitCode::SUCCESS
 }
-

@@ -11,8 +11,8 @@ use std::net::IpAddr;
 use pingora::http::RequestHeader;
 use pingora::Result;
 
+use crate::config::{RouteConfig, ServerConfig, SessionConfig};
 use crate::request::cookie_headers;
-use crate::state::GatewayState;
 
 /// Forwarding headers replaced (or removed) unless the peer is a trusted proxy. IIS URL
 /// Rewrite reads `X-Original-URL`/`X-Rewrite-URL`, Symfony `X-Forwarded-Prefix`, Spring and
@@ -72,24 +72,58 @@ pub fn is_forwarding(name: &str) -> bool {
 }
 
 /// Whether the peer is in `server.trusted_proxies`.
-pub fn trusted(state: &GatewayState, peer: Option<IpAddr>) -> bool {
-    peer.is_some_and(|ip| {
-        state
-            .config
-            .server
-            .trusted_proxies
-            .iter()
-            .any(|n| n.contains(&ip))
-    })
+pub fn trusted(server: &ServerConfig, peer: Option<IpAddr>) -> bool {
+    peer.is_some_and(|ip| server.trusted_proxies.iter().any(|n| n.contains(&ip)))
+}
+
+/// The identity header names no client may send: every name a route's header rules set, and
+/// all of `X-Auth-*`.
+pub struct IdentityHeaders {
+    /// Lower case, `_` read as `-`.
+    names: Vec<String>,
+}
+
+impl IdentityHeaders {
+    /// The names the routes' header rules set.
+    pub fn of(routes: &[std::sync::Arc<RouteConfig>]) -> IdentityHeaders {
+        let mut names: Vec<String> = Vec::new();
+        for rule in routes.iter().flat_map(|r| &r.headers) {
+            let name = normalize_header_name(rule.name.as_str());
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        IdentityHeaders { names }
+    }
+
+    /// Whether a client-sent header must be removed before forwarding.
+    pub fn must_strip(&self, name: &str) -> bool {
+        let name = name.as_bytes();
+        (name.len() >= 7 && same_header(&name[..7], b"x-auth-"))
+            || self.names.iter().any(|s| same_header(name, s.as_bytes()))
+    }
+}
+
+/// Lower case, `_` as `-`: how proxies and CGI-style apps may read a header name.
+fn normalize_header_name(name: &str) -> String {
+    name.bytes()
+        .map(|b| {
+            if b == b'_' {
+                '-'
+            } else {
+                char::from(b.to_ascii_lowercase())
+            }
+        })
+        .collect()
 }
 
 /// Removes every identity header a client sent (configured names and `X-Auth-*`, with `_`
 /// read as `-`).
-pub fn strip_identity_headers(state: &GatewayState, upstream: &mut RequestHeader) {
+pub fn strip_identity_headers(names: &IdentityHeaders, upstream: &mut RequestHeader) {
     let doomed: Vec<http::HeaderName> = upstream
         .headers
         .keys()
-        .filter(|name| state.must_strip(name.as_str()))
+        .filter(|name| names.must_strip(name.as_str()))
         .cloned()
         .collect();
     for name in doomed {
@@ -102,8 +136,8 @@ pub fn strip_identity_headers(state: &GatewayState, upstream: &mut RequestHeader
 /// One pass over the bytes: on an authenticated request `Cookie` carries the multi-kilobyte
 /// session, and splitting and UTF-8 checking it twice (once to find ours, once to rebuild)
 /// showed in profiles. Names are trimmed before comparing, as cookie parsers do.
-pub fn strip_gateway_cookies(state: &GatewayState, upstream: &mut RequestHeader) -> Result<()> {
-    let prefix = state.config.session.cookie_name.as_bytes();
+pub fn strip_gateway_cookies(session: &SessionConfig, upstream: &mut RequestHeader) -> Result<()> {
+    let prefix = session.cookie_name.as_bytes();
     let mut found = false;
     let mut kept: Vec<u8> = Vec::new();
     for header in cookie_headers(&upstream.headers) {
@@ -142,10 +176,10 @@ pub fn is_gateway_cookie(prefix: &[u8], name: &[u8]) -> bool {
 /// Removes `Set-Cookie` headers of the upstream that would set one of the gateway's cookies:
 /// an application must not be able to plant or overwrite a session.
 pub fn drop_gateway_set_cookies(
-    state: &GatewayState,
+    session: &SessionConfig,
     resp: &mut pingora::http::ResponseHeader,
 ) -> Result<()> {
-    let prefix = state.config.session.cookie_name.as_bytes();
+    let prefix = session.cookie_name.as_bytes();
     let theirs = |v: &http::HeaderValue| {
         let bytes = v.as_bytes();
         let end = bytes.iter().position(|&b| b == b'=' || b == b';');
@@ -198,11 +232,11 @@ pub struct Seen<'a> {
 /// appended to `X-Forwarded-For`); from anyone else every one of them is removed and the
 /// gateway's own `X-Forwarded-For`, `-Proto`, `-Host`, `-Uri` and `X-Real-IP` are set.
 pub fn set_forwarding_headers(
-    state: &GatewayState,
+    server: &ServerConfig,
     seen: &Seen<'_>,
     upstream: &mut RequestHeader,
 ) -> Result<()> {
-    if trusted(state, seen.peer) {
+    if trusted(server, seen.peer) {
         if let Some(ip) = seen.peer {
             let xff = match upstream
                 .headers
@@ -229,7 +263,7 @@ pub fn set_forwarding_headers(
         upstream.insert_header("X-Forwarded-For", ip.to_string())?;
         upstream.insert_header("X-Real-IP", ip.to_string())?;
     }
-    let proto = if state.config.server.tls.is_some() {
+    let proto = if server.tls.is_some() {
         "https"
     } else {
         "http"
@@ -285,6 +319,21 @@ mod tests {
         assert!(is_gateway_cookie(b"oidc_session", b"oidc_session_login_x"));
         assert!(!is_gateway_cookie(b"oidc_session", b"oidc_sessionx"));
         assert!(!is_gateway_cookie(b"oidc_session", b"app"));
+    }
+
+    #[test]
+    fn underscores_and_case_do_not_hide_identity_headers() {
+        assert_eq!(normalize_header_name("X_Auth_Sub"), "x-auth-sub");
+        assert_eq!(normalize_header_name("x-AUTH-org"), "x-auth-org");
+        let names = IdentityHeaders {
+            names: vec!["x-user".to_owned()],
+        };
+        for sent in ["X-User", "x_user", "X-Auth-Anything", "x_auth_sub"] {
+            assert!(names.must_strip(sent), "{sent}");
+        }
+        for sent in ["x-username", "accept", "x-aut"] {
+            assert!(!names.must_strip(sent), "{sent}");
+        }
     }
 
     #[test]

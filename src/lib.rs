@@ -1,41 +1,47 @@
 //! oidc-gateway: a reverse proxy that puts OpenID Connect single sign-on in front of web
 //! applications that know nothing about it.
 //!
-//! A request reads top to bottom through these modules: `proxy` (pingora hooks) → `routing`
-//! (route match) → `session` (cookie) → `endpoints` / `oidc` (login flow) → `authz` (rules) →
-//! `identity` (headers) → upstream. `config` is parsed once into typed structs; `respond` is the
-//! one place that renders the gateway's own answers.
-#![forbid(unsafe_code)]
+//! A request reads top to bottom: `proxy` (pingora's hooks, in order) → `target` (canonical
+//! path, endpoint or route: `paths`, `routing`) → `endpoints` (the gateway's own answers) →
+//! `access` (the one decision: `session` or `bearer`, `refresh`, `authz` rules) → `upstream`
+//! (`forwarded` headers, `identity` headers, `assertion`). `config` is parsed once into typed,
+//! validated values and depends on no runtime module; `state` is what a config becomes at
+//! request time; `respond` renders every answer the gateway gives itself.
+//!
+//! Public modules are the ones the binary, the benchmarks and the integration tests use.
 
-pub mod access;
-pub mod admin;
-pub mod assertion;
-pub mod audit;
+mod access;
+mod admin;
+mod assertion;
+mod audit;
 pub mod authz;
-pub mod backchannel;
+mod backchannel;
 pub mod bearer;
+mod certs;
 pub mod claims;
 pub mod cli;
+pub mod clock;
 pub mod config;
 #[cfg(feature = "demo")]
 mod demo;
-pub mod endpoints;
-pub mod error;
-pub mod forwarded;
+mod endpoints;
+mod forwarded;
 pub mod identity;
-pub mod jws;
+mod jws;
 pub mod keygen;
 pub mod metrics;
 pub mod oidc;
 pub mod paths;
-pub mod proxy;
+mod proxy;
 pub mod refresh;
-pub mod reload;
-pub mod request;
-pub mod respond;
+mod reload;
+mod request;
+mod respond;
 pub mod routing;
-pub mod server;
+mod server;
 pub mod session;
-pub mod state;
-pub mod telemetry;
-pub mod tls;
+mod state;
+mod target;
+mod telemetry;
+mod tls;
+mod upstream;

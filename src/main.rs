@@ -5,10 +5,9 @@ use std::process::ExitCode;
 use clap::Parser;
 
 /// mimalloc instead of glibc malloc: a proxied request allocates and frees many small and a few
-/// multi-kilobyte buffers (headers, session cookies) across worker threads, and glibc's malloc,
-/// free and bin consolidation took ~17 % (public route) to ~22 % (authenticated route) of the
-/// gateway's CPU under load (perf, BENCHMARKS.md). Set here, in the binary only, so the library
-/// keeps the host program's allocator.
+/// multi-kilobyte buffers (headers, session cookies) across worker threads, which glibc's
+/// malloc handles with costly frees and bin consolidation. Set here, in the binary only, so the
+/// library keeps the host program's allocator.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -2,6 +2,8 @@
 //! start with `oidc_gateway_`. Labels are bounded: route names from the config, status codes,
 //! provider names, fixed event and endpoint names; never a raw path, user or token.
 
+use std::time::Duration;
+
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
     TextEncoder,
@@ -270,6 +272,27 @@ impl Metrics {
             .inc();
     }
 
+    /// Counts a finished request and observes its durations.
+    pub fn request_done(
+        &self,
+        route: &str,
+        status: u16,
+        elapsed: Duration,
+        upstream: Option<Duration>,
+    ) {
+        self.requests
+            .with_label_values(&[route, status_label(status)])
+            .inc();
+        self.request_duration
+            .with_label_values(&[route])
+            .observe(elapsed.as_secs_f64());
+        if let Some(up) = upstream {
+            self.upstream_duration
+                .with_label_values(&[route])
+                .observe(up.as_secs_f64());
+        }
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> Vec<u8> {
         let mut out = Vec::new();
@@ -285,6 +308,40 @@ pub struct InFlight(IntGauge);
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.dec();
+    }
+}
+
+/// Status code as a metric label without allocating; rare codes fold into classes.
+fn status_label(status: u16) -> &'static str {
+    match status {
+        200 => "200",
+        201 => "201",
+        202 => "202",
+        204 => "204",
+        206 => "206",
+        301 => "301",
+        302 => "302",
+        303 => "303",
+        304 => "304",
+        307 => "307",
+        308 => "308",
+        400 => "400",
+        401 => "401",
+        403 => "403",
+        404 => "404",
+        405 => "405",
+        431 => "431",
+        500 => "500",
+        501 => "501",
+        502 => "502",
+        503 => "503",
+        504 => "504",
+        0 => "0",
+        s if s < 200 => "1xx",
+        s if s < 300 => "2xx",
+        s if s < 400 => "3xx",
+        s if s < 500 => "4xx",
+        _ => "5xx",
     }
 }
 

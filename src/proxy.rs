@@ -1,32 +1,35 @@
-//! The proxy: pingora's `ProxyHttp` hooks, each delegating to the module that owns the step.
+//! The proxy: pingora's `ProxyHttp` hooks in request order, each a few lines that call the
+//! module owning the step.
 //!
-//! Request path, top to bottom: `request_filter` (header limit → gateway endpoints → path
-//! normalisation → route → session → login or 401 → rules) → `upstream_peer` (the route's
-//! upstream) → `upstream_request_filter` (strip spoofable headers and gateway cookies, add
-//! identity headers) → `response_filter` (refreshed session cookie) → `logging` (metrics and
-//! access line). The authenticated path makes no provider call and takes no lock.
+//! `request_filter`: `target` (head size, canonical path, endpoint or route) → `endpoints`
+//! (the gateway's own answers) → `access` (session or bearer token, refresh, rules) → login or
+//! denial (`endpoints::route_denied`) → assertion. `upstream_peer` and
+//! `upstream_request_filter`: `upstream` (the connection, and the head with spoofable headers
+//! stripped and identity headers added). `response_filter`: the session's `Set-Cookie`.
+//! `logging`: metrics and the access line. The authenticated path makes no provider call and
+//! takes no lock.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
-use pingora::{Error, ErrorSource, ErrorType, Result};
+use pingora::{Error, ErrorType, Result};
 
-use crate::access::{denied, Access, Admitted, Ask, Denial, Identity, OnLogin};
+use crate::access::{Access, Admitted, Ask, Denial, Identity};
 use crate::config::{AuthMode, RouteConfig};
-use crate::endpoints::{self, login_url};
-use crate::forwarded::{self, Seen};
-use crate::identity;
+use crate::endpoints;
+use crate::forwarded;
 use crate::metrics::{InFlight, Metrics};
-use crate::paths::canonicalize;
+use crate::request::peer_ip;
 use crate::respond::{self, Reply};
-use crate::routing::{host_name, upstream_path};
 use crate::session::RequestCookies;
 use crate::state::GatewayState;
+use crate::target::{self, RouteTarget, Target};
+use crate::upstream::{self, Outgoing, Timing};
 
 /// The pingora proxy application.
 pub struct Gateway {
@@ -51,12 +54,9 @@ impl Gateway {
 pub struct RequestCtx {
     started: Instant,
     state: Option<Arc<GatewayState>>,
-    route: Option<Arc<RouteConfig>>,
-    /// The canonical path and query the upstream receives, set on every attempt (pingora
-    /// retries with a fresh copy of the client's request header).
-    upstream_uri: Option<http::Uri>,
-    /// The canonical path and query before `strip_prefix`, for `X-Forwarded-Uri`.
-    canonical_uri: String,
+    /// The route, its canonical URI and what the upstream receives; kept for every attempt
+    /// (pingora retries with a fresh copy of the client's request header).
+    target: Option<RouteTarget>,
     /// Whose claims go upstream as identity headers.
     identity: Option<Identity>,
     /// `X-Auth-Assertion` for routes with `assertion = true`.
@@ -66,11 +66,15 @@ pub struct RequestCtx {
     sub: Option<String>,
     /// Label for metrics when no route matched (gateway endpoint, 404, 400).
     label: &'static str,
-    /// When the upstream was chosen, and how long until its response head arrived.
-    upstream_started: Option<Instant>,
-    upstream_time: Option<Duration>,
+    upstream: Timing,
     /// Counts the request in `requests_in_flight` until the context is dropped.
     _in_flight: InFlight,
+}
+
+impl RequestCtx {
+    fn route(&self) -> Option<&RouteConfig> {
+        self.target.as_ref().map(|t| &*t.route)
+    }
 }
 
 #[async_trait]
@@ -81,16 +85,13 @@ impl ProxyHttp for Gateway {
         RequestCtx {
             started: Instant::now(),
             state: None,
-            route: None,
-            upstream_uri: None,
-            canonical_uri: String::new(),
+            target: None,
             identity: None,
             assertion: None,
             set_cookies: Vec::new(),
             sub: None,
             label: "none",
-            upstream_started: None,
-            upstream_time: None,
+            upstream: Timing::default(),
             _in_flight: self.metrics.in_flight(),
         }
     }
@@ -99,9 +100,19 @@ impl ProxyHttp for Gateway {
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let state = self.state.load_full();
         ctx.state = Some(state.clone());
-        let reply = match self.route_request(&state, session, ctx).await {
-            Some(reply) => reply,
-            None => return Ok(false),
+        let reply = match target::read(&state, session.req_header()) {
+            Ok(Target::Endpoint(endpoint)) => {
+                ctx.label = "gateway";
+                endpoints::handle(endpoint, &state, &self.access, session).await
+            }
+            Ok(Target::Route(target)) => match self.admit(&state, session, target, ctx).await {
+                None => return Ok(false),
+                Some(reply) => reply,
+            },
+            Err(refusal) => {
+                ctx.label = refusal.label;
+                refusal.reply
+            }
         };
         reply.send(session).await?;
         Ok(true)
@@ -112,27 +123,15 @@ impl ProxyHttp for Gateway {
         _session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
-        let (Some(state), Some(route)) = (&ctx.state, &ctx.route) else {
+        let (Some(state), Some(route)) = (&ctx.state, ctx.route()) else {
             return Err(Error::explain(
                 ErrorType::InternalError,
                 "no route selected",
             ));
         };
-        let upstream = &route.upstream;
-        let addr = state.upstream_addr(route).ok_or_else(|| {
-            Error::explain(ErrorType::ConnectNoRoute, "upstream address not resolved")
-        })?;
-        let mut peer = HttpPeer::new(addr, upstream.tls, upstream.sni.clone());
-        let server = &state.config.server;
-        peer.options.connection_timeout = Some(server.upstream_connect_timeout);
-        peer.options.total_connection_timeout = Some(server.upstream_connect_timeout);
-        peer.options.read_timeout = Some(server.upstream_read_timeout);
-        // A configured CA file replaces the system roots for this upstream.
-        let (ca, trust) = state.upstream_ca(route);
-        peer.options.ca = ca;
-        peer.group_key = trust;
-        ctx.upstream_started.get_or_insert_with(Instant::now);
-        Ok(Box::new(peer))
+        let peer = upstream::peer(state, route)?;
+        ctx.upstream.start();
+        Ok(peer)
     }
 
     async fn upstream_request_filter(
@@ -141,29 +140,18 @@ impl ProxyHttp for Gateway {
         upstream: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        let (Some(state), Some(route)) = (&ctx.state, &ctx.route) else {
+        let (Some(state), Some(target)) = (&ctx.state, &ctx.target) else {
             return Ok(());
         };
-        forwarded::strip_identity_headers(state, upstream);
-        forwarded::strip_gateway_cookies(state, upstream)?;
-        let seen = Seen {
+        let out = Outgoing {
             peer: peer_ip(session),
-            host: session.req_header().headers.get(http::header::HOST),
-            uri: &ctx.canonical_uri,
+            client_host: session.req_header().headers.get(http::header::HOST),
+            canonical_uri: &target.canonical_uri,
+            uri: target.upstream_uri.as_ref(),
+            identity: ctx.identity.as_ref(),
+            assertion: ctx.assertion.as_deref(),
         };
-        forwarded::set_forwarding_headers(state, &seen, upstream)?;
-        if let Some(uri) = &ctx.upstream_uri {
-            upstream.set_uri(uri.clone());
-        }
-        if let Some(who) = &ctx.identity {
-            for (rule, value) in identity::headers(&route.headers, who.claims()) {
-                upstream.insert_header(rule.display.clone(), value.as_slice())?;
-            }
-        }
-        if let Some(assertion) = &ctx.assertion {
-            upstream.insert_header(crate::assertion::HEADER, assertion.as_ref())?;
-        }
-        Ok(())
+        upstream::request(state, &target.route, &out, upstream)
     }
 
     async fn upstream_response_filter(
@@ -172,10 +160,7 @@ impl ProxyHttp for Gateway {
         _upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        // Informational heads (100 Continue) come first; keep the time of the first head.
-        if ctx.upstream_time.is_none() {
-            ctx.upstream_time = ctx.upstream_started.map(|t| t.elapsed());
-        }
+        ctx.upstream.head_arrived();
         Ok(())
     }
 
@@ -186,7 +171,7 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         if let Some(state) = &ctx.state {
-            forwarded::drop_gateway_set_cookies(state, resp)?;
+            forwarded::drop_gateway_set_cookies(&state.config.session, resp)?;
         }
         if !ctx.set_cookies.is_empty() {
             forwarded::keep_private(resp)?;
@@ -201,41 +186,12 @@ impl ProxyHttp for Gateway {
         &self,
         session: &mut Session,
         e: &Error,
-        ctx: &mut RequestCtx,
+        _ctx: &mut RequestCtx,
     ) -> FailToProxy {
-        let code = match e.etype() {
-            ErrorType::HTTPStatus(code) => *code,
-            // An upstream that does not answer in time is a gateway timeout, not a bad gateway.
-            ErrorType::ConnectTimedout | ErrorType::ReadTimedout
-                if e.esource() == &ErrorSource::Upstream =>
-            {
-                504
-            }
-            _ => match e.esource() {
-                ErrorSource::Upstream => 502,
-                ErrorSource::Downstream => match e.etype() {
-                    ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => 0,
-                    _ => 400,
-                },
-                ErrorSource::Internal | ErrorSource::Unset => 500,
-            },
-        };
-        // The connection is not reused after a failure (`can_reuse_downstream: false` below):
-        // say so with `Connection: close`, or a client sends its next request into a socket
-        // that is about to close.
-        session.set_keepalive(None);
-        if code == 502 || code == 504 {
-            let mut reply = respond::upstream_failed();
-            reply.status = code;
-            if let Err(err) = reply.send(session).await {
-                tracing::debug!(error = %err, "could not send the 502 page");
-            }
-        } else if code > 0 {
-            let _ = session.respond_error(code).await;
-        }
-        let _ = ctx;
+        let error_code = respond::proxy_failure_status(e);
+        respond::send_proxy_failure(session, error_code).await;
         FailToProxy {
-            error_code: code,
+            error_code,
             can_reuse_downstream: false,
         }
     }
@@ -245,31 +201,10 @@ impl ProxyHttp for Gateway {
             .response_written()
             .map(|r| r.status.as_u16())
             .unwrap_or(0);
-        let route = ctx
-            .route
-            .as_ref()
-            .map(|r| r.name.as_str())
-            .unwrap_or(ctx.label);
+        let route = ctx.route().map(|r| r.name.as_str()).unwrap_or(ctx.label);
         let elapsed = ctx.started.elapsed();
-        let status_text = status_label(status);
-        self.metrics
-            .requests
-            .with_label_values(&[route, status_text])
-            .inc();
-        self.metrics
-            .request_duration
-            .with_label_values(&[route])
-            .observe(elapsed.as_secs_f64());
-        // A failed upstream still took this long (up to its timeout): count it too.
-        let upstream = ctx
-            .upstream_time
-            .or_else(|| ctx.upstream_started.map(|t| t.elapsed()));
-        if let Some(up) = upstream {
-            self.metrics
-                .upstream_duration
-                .with_label_values(&[route])
-                .observe(up.as_secs_f64());
-        }
+        let upstream = ctx.upstream.elapsed();
+        self.metrics.request_done(route, status, elapsed, upstream);
         let req = session.req_header();
         tracing::info!(
             target: "access",
@@ -292,115 +227,41 @@ impl ProxyHttp for Gateway {
 }
 
 impl Gateway {
-    /// Everything before the upstream: `Some(reply)` when the gateway answers itself.
-    async fn route_request(
+    /// Whether a request for a route may go upstream (`None`) and with whose identity; else
+    /// the login, 401 or 403 it gets.
+    async fn admit(
         &self,
-        state: &Arc<GatewayState>,
-        session: &mut Session,
+        state: &GatewayState,
+        session: &Session,
+        target: RouteTarget,
         ctx: &mut RequestCtx,
     ) -> Option<Reply> {
-        let req = session.req_header();
-        if header_bytes(req) > state.config.server.max_request_header_bytes {
-            ctx.label = "gateway";
-            return Some(respond::headers_too_large());
-        }
-        let path = match canonicalize(req.uri.path(), state.routes.fold_case()) {
-            Ok(p) => p,
-            Err(e) => {
-                ctx.label = "gateway";
-                tracing::info!(error = %e, "refused request path");
-                return Some(respond::bad_request(&e.to_string()));
-            }
-        };
-        // An absolute-form target (`GET http://other.host/x`) names a host besides `Host`
-        // (pingora keeps it off `uri` but sends it upstream verbatim); a reverse proxy has no
-        // use for it, and the two could be read differently.
-        if req.raw_path().first() != Some(&b'/') {
-            ctx.label = "gateway";
-            tracing::info!("refused an absolute-form request target");
-            return Some(respond::bad_request(
-                "absolute-form request targets are not accepted",
-            ));
-        }
-        // Endpoints by their exact canonical path: `/oauth2/auth;x` is not forward-auth (a
-        // front proxy that keeps `= /oauth2/auth` internal would pass it on).
-        if let Some(endpoint) = endpoints::match_endpoint(state, &path.forwarded) {
-            ctx.label = "gateway";
-            return Some(endpoints::handle(endpoint, state, &self.access, session).await);
-        }
-        // The gateway's own prefix, as oauth2-proxy reserves it: a path under it that is no
-        // endpoint goes nowhere (a front proxy that sends `/oauth2/` here must not reach an
-        // application with it).
-        if path.matched == "/oauth2" || path.matched.starts_with("/oauth2/") {
-            ctx.label = "gateway";
-            return Some(respond::not_found());
-        }
-        let Ok(host) = request_host(req).map_or(Ok(None), host_name) else {
-            ctx.label = "gateway";
-            return Some(respond::bad_request("the Host header is not a host name"));
-        };
-        if host.is_none() && state.routes.has_host_routes() {
-            ctx.label = "gateway";
-            return Some(respond::bad_request("the request names no host"));
-        }
-        let Some(route) = state.routes.match_route(host, &path.matched).cloned() else {
-            ctx.label = "unmatched";
-            return Some(respond::not_found());
-        };
-        ctx.canonical_uri = with_query(&path.forwarded, req.uri.query());
-        let forwarded_path = upstream_path(&route, &path);
-        // Unless the client sent exactly this, the upstream gets it (pingora would otherwise
-        // send the client's raw target bytes).
-        if !is_target(req.raw_path(), forwarded_path, req.uri.query()) {
-            match with_query(forwarded_path, req.uri.query()).parse() {
-                Ok(uri) => ctx.upstream_uri = Some(uri),
-                Err(_) => return Some(respond::bad_request("the path is not a valid URI")),
-            }
-        }
-        ctx.route = Some(route.clone());
+        let route = target.route.clone();
+        let canonical_uri = target.canonical_uri.clone();
+        ctx.target = Some(target);
         if route.auth == AuthMode::Public {
             return None;
         }
+        let req = session.req_header();
         let cookies = RequestCookies::of(&req.headers, &state.config.session);
         let ask = Ask::for_route(&req.headers, &cookies, &route);
-        let browser = ask.browser;
-        match self.access.decide(state, &ask).await {
-            Ok(admitted) => self.admit(state, &route, admitted, ctx).await,
+        let admitted = match self.access.decide(state, &ask).await {
+            Ok(admitted) => admitted,
             Err(denial) => {
                 if let Denial::Forbidden { sub, .. } = &denial {
                     ctx.sub = sub.clone();
                 }
-                let return_to = with_query(&path.forwarded, req.uri.query());
-                let login = login_url(state, &return_to);
-                let start = || {
-                    endpoints::start_login(
-                        state,
-                        &self.metrics,
-                        route.provider,
-                        return_to.clone(),
-                        &cookies,
-                        true,
-                    )
-                };
-                let on_login = OnLogin::Redirect {
-                    start: &start,
-                    login_url: &login,
-                    cors: cors_origin(state, &req.headers),
-                };
-                Some(denied(denial, browser, on_login))
+                let metrics = &self.metrics;
+                return Some(endpoints::route_denied(
+                    state,
+                    metrics,
+                    &route,
+                    denial,
+                    &ask,
+                    &canonical_uri,
+                ));
             }
-        }
-    }
-
-    /// The last step for an identified request (session or bearer token) that met the route's
-    /// rules: the identity assertion; `None` lets the request go upstream with these claims.
-    async fn admit(
-        &self,
-        state: &GatewayState,
-        route: &RouteConfig,
-        admitted: Admitted,
-        ctx: &mut RequestCtx,
-    ) -> Option<Reply> {
+        };
         let Admitted {
             identity,
             set_cookies,
@@ -409,9 +270,8 @@ impl Gateway {
         ctx.sub = identity.subject().map(str::to_owned);
         ctx.set_cookies = set_cookies;
         if route.assertion {
-            match crate::assertion::for_route(state.assertions.as_ref(), route, identity.claims())
-                .await
-            {
+            let signer = state.assertions.as_ref();
+            match crate::assertion::for_route(signer, &route, identity.claims()).await {
                 Ok(a) => ctx.assertion = a,
                 Err(e) => {
                     tracing::error!(route = %route.name, error = %e, "identity assertion not signed");
@@ -421,97 +281,5 @@ impl Gateway {
         }
         ctx.identity = Some(identity);
         None
-    }
-}
-
-/// Whether the raw request target is exactly `path` plus `?query` (no allocation).
-fn is_target(raw: &[u8], path: &str, query: Option<&str>) -> bool {
-    let Some(rest) = raw.strip_prefix(path.as_bytes()) else {
-        return false;
-    };
-    match query {
-        None => rest.is_empty(),
-        Some(q) => rest.first() == Some(&b'?') && &rest[1..] == q.as_bytes(),
-    }
-}
-
-/// `path?query`, or `path` without a query.
-fn with_query(path: &str, query: Option<&str>) -> String {
-    match query {
-        Some(q) => format!("{path}?{q}"),
-        None => path.to_owned(),
-    }
-}
-
-/// The request's `Origin` when it may read a 401 (the gateway's own origin or a configured
-/// CORS origin).
-fn cors_origin<'a>(state: &GatewayState, headers: &'a http::HeaderMap) -> Option<&'a str> {
-    let origin = headers.get("origin").and_then(|o| o.to_str().ok())?;
-    let server = &state.config.server;
-    (origin == server.public_origin || server.cors_origins.iter().any(|c| c == origin))
-        .then_some(origin)
-}
-
-/// The peer's IP address (none for Unix sockets).
-pub fn peer_ip(session: &Session) -> Option<std::net::IpAddr> {
-    session
-        .client_addr()
-        .and_then(|a| a.as_inet())
-        .map(|a| a.ip())
-}
-
-/// Size of the request head as the client sent it (names, values, separators).
-fn header_bytes(req: &RequestHeader) -> usize {
-    let uri = req
-        .uri
-        .path_and_query()
-        .map(|p| p.as_str().len())
-        .unwrap_or(0);
-    req.headers
-        .iter()
-        .map(|(k, v)| k.as_str().len() + v.len() + 4)
-        .sum::<usize>()
-        + uri
-}
-
-/// The request's host: `Host` (HTTP/1.1) or the URI authority (HTTP/2).
-fn request_host(req: &RequestHeader) -> Option<&str> {
-    req.headers
-        .get(http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| req.uri.host())
-}
-
-/// Status code as a metric label without allocating; rare codes fold into classes.
-fn status_label(status: u16) -> &'static str {
-    match status {
-        200 => "200",
-        201 => "201",
-        202 => "202",
-        204 => "204",
-        206 => "206",
-        301 => "301",
-        302 => "302",
-        303 => "303",
-        304 => "304",
-        307 => "307",
-        308 => "308",
-        400 => "400",
-        401 => "401",
-        403 => "403",
-        404 => "404",
-        405 => "405",
-        431 => "431",
-        500 => "500",
-        501 => "501",
-        502 => "502",
-        503 => "503",
-        504 => "504",
-        0 => "0",
-        s if s < 200 => "1xx",
-        s if s < 300 => "2xx",
-        s if s < 400 => "3xx",
-        s if s < 500 => "4xx",
-        _ => "5xx",
     }
 }

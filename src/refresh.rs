@@ -22,9 +22,9 @@ use sha2::{Digest, Sha256};
 use crate::audit;
 use crate::claims::{retain_for, ClaimPath, Claims};
 use crate::config::SessionConfig;
-use crate::error::LoginFailure;
 use crate::metrics::Metrics;
 use crate::oidc::flow::Tokens;
+use crate::oidc::LoginFailure;
 use crate::oidc::Provider;
 use crate::session::{Codec, Handle, LoadError, RequestCookies, SaveError, Session, SessionStore};
 

@@ -87,7 +87,8 @@ impl Reloader {
         let fresh: Vec<&Arc<Provider>> = new
             .providers
             .iter()
-            .filter(|p| !old.providers.iter().any(|o| Arc::ptr_eq(o, p)))
+            .map(|p| &p.oidc)
+            .filter(|p| !old.providers.iter().any(|o| Arc::ptr_eq(&o.oidc, p)))
             .collect();
         for provider in fresh {
             // Like start-up: a wrong issuer refuses the config, an unreachable provider does not
@@ -119,18 +120,18 @@ impl Reloader {
         for gone in old
             .providers
             .iter()
-            .filter(|o| !new.providers.iter().any(|p| p.name() == o.name()))
+            .filter(|o| !new.providers.iter().any(|p| p.oidc.name() == o.oidc.name()))
         {
             let _ = self
                 .metrics
                 .provider_ready
-                .remove_label_values(&[gone.name()]);
+                .remove_label_values(&[gone.oidc.name()]);
         }
         for p in &new.providers {
             self.metrics
                 .provider_ready
-                .with_label_values(&[p.name()])
-                .set(i64::from(p.is_ready()));
+                .with_label_values(&[p.oidc.name()])
+                .set(i64::from(p.oidc.is_ready()));
         }
         let routes = new.config.routes.len();
         let providers = new.providers.len();
@@ -221,13 +222,13 @@ impl BackgroundService for ProviderSupervisor {
         loop {
             let state = self.state.load_full();
             running.retain(|(p, task)| {
-                let kept = state.providers.iter().any(|q| Arc::ptr_eq(p, q));
+                let kept = state.providers.iter().any(|q| Arc::ptr_eq(p, &q.oidc));
                 if !kept {
                     task.abort();
                 }
                 kept
             });
-            for provider in &state.providers {
+            for provider in state.providers.iter().map(|p| &p.oidc) {
                 if running.iter().any(|(p, _)| Arc::ptr_eq(p, provider)) {
                     continue;
                 }

@@ -3,6 +3,15 @@
 
 use http::HeaderMap;
 use percent_encoding::percent_decode_str;
+use pingora::proxy::Session;
+
+/// The peer's IP address (none for Unix sockets).
+pub fn peer_ip(session: &Session) -> Option<std::net::IpAddr> {
+    session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip())
+}
 
 /// Whether a request is a browser navigation (contract: `Sec-Fetch-Mode: navigate`, or no
 /// `Sec-Fetch-Mode` and an `Accept` that includes `text/html`).

@@ -9,7 +9,7 @@ use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 
 use crate::bearer::BearerError;
-use crate::error::{LoginError, LoginFailure};
+use crate::oidc::{LoginError, LoginFailure};
 
 /// Seconds a client should wait before retrying while the provider is down.
 pub const RETRY_AFTER_SECS: u32 = 10;
@@ -183,6 +183,45 @@ pub fn headers_too_large() -> Reply {
 /// 502: the upstream application could not be reached.
 pub fn upstream_failed() -> Reply {
     Reply::new(502, "text/html; charset=utf-8", page("Application unavailable", "<p>The application behind this gateway is not answering. Please try again shortly.</p>"))
+}
+
+/// The status a failed proxy attempt answers with: 502 for an upstream that fails, 504 for one
+/// that does not answer in time, 400 for a request pingora could not read, `0` (nothing to
+/// send) when the client's connection is gone, 500 otherwise.
+pub fn proxy_failure_status(e: &pingora::Error) -> u16 {
+    use pingora::{ErrorSource, ErrorType};
+    match e.etype() {
+        ErrorType::HTTPStatus(code) => *code,
+        ErrorType::ConnectTimedout | ErrorType::ReadTimedout
+            if e.esource() == &ErrorSource::Upstream =>
+        {
+            504
+        }
+        _ => match e.esource() {
+            ErrorSource::Upstream => 502,
+            ErrorSource::Downstream => match e.etype() {
+                ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => 0,
+                _ => 400,
+            },
+            ErrorSource::Internal | ErrorSource::Unset => 500,
+        },
+    }
+}
+
+/// Answers a failed proxy attempt with `status` (see [`proxy_failure_status`]) and closes the
+/// connection after it: a client must not send its next request into a socket that is about
+/// to close.
+pub async fn send_proxy_failure(session: &mut Session, status: u16) {
+    session.set_keepalive(None);
+    if status == 502 || status == 504 {
+        let mut reply = upstream_failed();
+        reply.status = status;
+        if let Err(err) = reply.send(session).await {
+            tracing::debug!(error = %err, "could not send the 502 page");
+        }
+    } else if status > 0 {
+        let _ = session.respond_error(status).await;
+    }
 }
 
 /// 503: the identity provider cannot be reached now.

@@ -50,7 +50,7 @@ pub fn prepare(config: Config) -> Result<(Arc<ArcSwap<GatewayState>>, Metrics), 
         .enable_all()
         .build()
         .map_err(StartError::Runtime)?;
-    for provider in &state.providers {
+    for provider in state.providers.iter().map(|p| &p.oidc) {
         let wait = provider.cfg.timeout + Duration::from_secs(1);
         match rt.block_on(async { tokio::time::timeout(wait, provider.load()).await }) {
             Ok(Ok(())) => {

@@ -11,7 +11,7 @@ use pingora::utils::tls::WrappedX509;
 use crate::claims::ClaimPath;
 use crate::config::SessionStoreKind;
 use crate::config::{Config, RouteConfig};
-use crate::forwarded::same_header;
+use crate::forwarded::IdentityHeaders;
 use crate::jws::KeyRing;
 use crate::metrics::Metrics;
 use crate::oidc::client_auth::ClientAuthError;
@@ -26,27 +26,38 @@ use crate::tls::{upstream_ca, TlsError};
 pub struct GatewayState {
     pub config: Config,
     pub routes: RouteTable,
-    /// Parallel to `config.providers`.
-    pub providers: Vec<Arc<Provider>>,
+    /// One per `config.providers` entry, in the same order (`RouteConfig::provider` indexes it).
+    pub providers: Vec<ProviderRuntime>,
     pub codec: Codec,
     /// Where sessions live (the cookie, or Redis).
     pub store: SessionStore,
-    /// Parallel to `providers`: bearer token validation and its cache.
-    pub bearer: Vec<BearerVerifier>,
-    /// Parallel to `providers`: keys that verify back-channel logout tokens.
-    pub logout_keys: Vec<KeyRing>,
     /// Signs `X-Auth-Assertion` when `server.assertion_key_file` is set.
     pub assertions: Option<AssertionSigner>,
-    /// Lower-case header names, `_` read as `-`, that clients may never send upstream.
-    strip: Vec<String>,
-    /// Per provider: every claim path its routes use (what a session keeps).
-    kept_paths: Vec<Vec<ClaimPath>>,
-    /// Per route (by `RouteConfig::index`): the upstream address, resolved once at start-up so
-    /// that no request waits on DNS.
-    upstreams: Vec<SocketAddr>,
-    /// Per route: the CA certificates its https upstream is verified against (`None`: the
-    /// system roots), parsed once into the form pingora's connector takes.
-    upstream_cas: Vec<Option<(Arc<[WrappedX509]>, u64)>>,
+    /// The header names clients may never send upstream.
+    pub identity_headers: IdentityHeaders,
+    /// One per route, by `RouteConfig::index`.
+    upstreams: Vec<RouteUpstream>,
+}
+
+/// A provider at request time: its OpenID client and what is derived from its routes.
+pub struct ProviderRuntime {
+    /// Discovery, keys and the token endpoint; taken over by a reload that leaves the
+    /// provider's settings unchanged.
+    pub oidc: Arc<Provider>,
+    /// Bearer token validation and its cache.
+    pub bearer: BearerVerifier,
+    /// Keys that verify back-channel logout tokens.
+    pub logout_keys: KeyRing,
+    /// Every claim path its routes use: what a session from this provider keeps.
+    pub kept_paths: Vec<ClaimPath>,
+}
+
+/// A route's upstream, prepared once so that no request waits on DNS or parses certificates.
+struct RouteUpstream {
+    addr: SocketAddr,
+    /// The CA certificates an https upstream is verified against (`None`: the system roots),
+    /// in the form pingora's connector takes, with the pool key naming them.
+    ca: Option<(Arc<[WrappedX509]>, u64)>,
 }
 
 /// Why the state could not be built.
@@ -80,7 +91,7 @@ impl GatewayState {
     pub fn reusing(
         config: Config,
         metrics: &Metrics,
-        previous: &[Arc<Provider>],
+        previous: &[ProviderRuntime],
         previous_store: Option<&SessionStore>,
     ) -> Result<GatewayState, StateError> {
         let store = match &config.session.store {
@@ -90,27 +101,22 @@ impl GatewayState {
                 _ => SessionStore::Redis(Arc::new(RedisStore::new(cfg, metrics.clone())?)),
             },
         };
-        let providers = config
+        let oidc = config
             .providers
             .iter()
-            .map(|p| match previous.iter().find(|old| *old.cfg == **p) {
-                Some(old) => Ok(old.clone()),
+            .map(|p| match previous.iter().find(|old| *old.oidc.cfg == **p) {
+                Some(old) => Ok(old.oidc.clone()),
                 None => Provider::new(p.clone(), metrics.clone()).map(Arc::new),
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let mut strip: Vec<String> = Vec::new();
         let mut kept_paths = vec![Vec::new(); config.providers.len()];
         for route in &config.routes {
             for rule in &route.headers {
-                let name = normalize_header_name(rule.name.as_str());
-                if !strip.contains(&name) {
-                    strip.push(name);
-                }
                 kept_paths[route.provider].extend(rule.paths.iter().cloned());
             }
             kept_paths[route.provider].extend(route.require.iter().map(|r| r.path.clone()));
         }
-        let mut upstreams = Vec::with_capacity(config.routes.len());
+        let mut addrs = Vec::with_capacity(config.routes.len());
         for route in &config.routes {
             let addr = route
                 .upstream
@@ -123,21 +129,16 @@ impl GatewayState {
                     address: route.upstream.address.clone(),
                     reason,
                 })?;
-            upstreams.push(addr);
+            addrs.push(addr);
         }
-        let bearer = config
-            .providers
-            .iter()
-            .map(|p| BearerVerifier::new(p.clock_skew))
-            .collect();
         let assertions = config
             .server
             .assertion_key
             .as_ref()
             .map(|k| AssertionSigner::new(k, &config.server.public_origin))
             .transpose()?;
-        let mut upstream_cas = Vec::with_capacity(config.routes.len());
-        for route in &config.routes {
+        let mut upstreams = Vec::with_capacity(config.routes.len());
+        for (route, addr) in config.routes.iter().zip(addrs) {
             let certs = route
                 .upstream
                 .ca
@@ -154,53 +155,47 @@ impl GatewayState {
                 }
                 None => None,
             };
-            upstream_cas.push(ca);
+            upstreams.push(RouteUpstream { addr, ca });
         }
+        let providers = oidc
+            .into_iter()
+            .zip(kept_paths)
+            .map(|(oidc, kept_paths)| ProviderRuntime {
+                bearer: BearerVerifier::new(oidc.cfg.clock_skew),
+                logout_keys: KeyRing::new(),
+                oidc,
+                kept_paths,
+            })
+            .collect();
         Ok(GatewayState {
-            logout_keys: config.providers.iter().map(|_| KeyRing::new()).collect(),
-            bearer,
             assertions,
             upstreams,
-            upstream_cas,
             routes: RouteTable::new(config.routes.clone(), config.server.case_insensitive_paths),
             codec: Codec::new(config.session.keys.expose()),
             store,
             providers,
-            strip,
-            kept_paths,
+            identity_headers: IdentityHeaders::of(&config.routes),
             config,
         })
     }
 
-    /// Whether a client-sent header must be removed before forwarding.
-    pub fn must_strip(&self, name: &str) -> bool {
-        let name = name.as_bytes();
-        (name.len() >= 7 && same_header(&name[..7], b"x-auth-"))
-            || self.strip.iter().any(|s| same_header(name, s.as_bytes()))
-    }
-
-    /// The claim paths a session from provider `index` must keep.
-    pub fn kept_paths(&self, index: usize) -> &[ClaimPath] {
-        &self.kept_paths[index]
-    }
-
     /// The resolved upstream address of a route.
     pub fn upstream_addr(&self, route: &RouteConfig) -> Option<SocketAddr> {
-        self.upstreams.get(route.index).copied()
+        self.upstreams.get(route.index).map(|u| u.addr)
     }
 
     /// The CA certificates a route's https upstream must chain to (`None`: the system roots),
     /// and a key naming that set of CAs for the connection pool.
     pub fn upstream_ca(&self, route: &RouteConfig) -> (Option<Arc<[WrappedX509]>>, u64) {
-        match self.upstream_cas.get(route.index) {
-            Some(Some((ca, key))) => (Some(ca.clone()), *key),
-            _ => (None, 0),
+        match self.upstreams.get(route.index).and_then(|u| u.ca.as_ref()) {
+            Some((ca, key)) => (Some(ca.clone()), *key),
+            None => (None, 0),
         }
     }
 
     /// The provider index of a provider name.
     pub fn provider_index(&self, name: &str) -> Option<usize> {
-        self.providers.iter().position(|p| p.name() == name)
+        self.providers.iter().position(|p| p.oidc.name() == name)
     }
 }
 
@@ -219,28 +214,4 @@ fn trust_key(certs: &[Vec<u8>]) -> u64 {
     first.copy_from_slice(&digest[..8]);
     // Never 0, which stands for the system roots.
     u64::from_be_bytes(first).max(1)
-}
-
-/// Lower case, `_` as `-`: how proxies and CGI-style apps may read a header name.
-fn normalize_header_name(name: &str) -> String {
-    name.bytes()
-        .map(|b| {
-            if b == b'_' {
-                '-'
-            } else {
-                char::from(b.to_ascii_lowercase())
-            }
-        })
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn underscores_and_case_do_not_hide_identity_headers() {
-        assert_eq!(normalize_header_name("X_Auth_Sub"), "x-auth-sub");
-        assert_eq!(normalize_header_name("x-AUTH-org"), "x-auth-org");
-    }
 }

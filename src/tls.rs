@@ -17,9 +17,10 @@ use rustls::crypto::CryptoProvider;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rustls_pki_types::PrivateKeyDer;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
+use crate::certs::{read_certificates, CertError};
 use crate::config::TlsFiles;
 
 /// Why a certificate, key or CA file cannot be used.
@@ -41,29 +42,17 @@ pub enum TlsError {
     Config(String),
 }
 
-fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+impl From<CertError> for TlsError {
+    fn from(e: CertError) -> Self {
+        match e {
+            CertError::NoCertificate { path } => TlsError::NoCertificate { path },
+            CertError::BadCertificate { path, reason } => TlsError::BadCertificate { path, reason },
+        }
+    }
 }
 
-/// Reads every certificate of a PEM file, checking that each one parses as X.509.
-pub fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let shown = path.display().to_string();
-    let certs = CertificateDer::pem_file_iter(path)
-        .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| TlsError::BadCertificate {
-            path: shown.clone(),
-            reason: e.to_string(),
-        })?;
-    if certs.is_empty() {
-        return Err(TlsError::NoCertificate { path: shown });
-    }
-    for cert in &certs {
-        X509Certificate::from_der(cert.as_ref()).map_err(|e| TlsError::BadCertificate {
-            path: shown.clone(),
-            reason: e.to_string(),
-        })?;
-    }
-    Ok(certs)
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
 }
 
 /// Loads a certificate chain and its key, checking that they match.
@@ -136,7 +125,7 @@ mod tests {
         std::fs::write(&empty, "not pem at all\n").unwrap();
         assert!(matches!(
             read_certificates(&empty),
-            Err(TlsError::NoCertificate { .. })
+            Err(CertError::NoCertificate { .. })
         ));
         assert!(read_certificates(&dir.path().join("missing.pem")).is_err());
         let files = TlsFiles {

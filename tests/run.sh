@@ -6,17 +6,19 @@ cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v cmake >/dev/null 2>&1 || need_apt+=(cmake)   # pingora's zlib-ng build
-# The browser test (tests/oidc_provider.rs) drives Debian's Chromium with playwright-core.
+# The browser test (tests/it/oidc_provider.rs) drives Debian's Chromium with playwright-core.
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
 [ -x /usr/bin/chromedriver ] || need_apt+=(chromium-driver)
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs npm)
-[ -x /usr/sbin/nginx ] || command -v nginx >/dev/null 2>&1 || need_apt+=(nginx)   # tests/nginx.rs (auth_request)
-# tests/redis_store.rs starts its own redis-server processes on loopback ports.
+[ -x /usr/sbin/nginx ] || command -v nginx >/dev/null 2>&1 || need_apt+=(nginx)   # tests/it/nginx.rs (auth_request)
+# tests/it/redis_store.rs starts its own redis-server processes on loopback ports.
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
-# tests/paths.rs puts Debian's Tomcat 10 (started by the test on a loopback port) behind the gateway.
+# tests/it/paths.rs puts Debian's Tomcat 10 (started by the test on a loopback port) behind the gateway.
 [ -f /usr/share/tomcat10/bin/bootstrap.jar ] || need_apt+=(tomcat10)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
-# tests/systemd.rs checks the unit with systemd-analyze.
+# tests/check-vendor.sh reverse-applies vendor/pingora-proxy.patch.
+command -v patch >/dev/null 2>&1 || need_apt+=(patch)
+# tests/it/systemd.rs checks the unit with systemd-analyze.
 command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "== installing ${need_apt[*]}"
@@ -30,8 +32,18 @@ if [ ! -d tests/interop/op/node_modules ]; then
   (cd tests/interop/op && npm ci --no-audit --no-fund)
 fi
 
+echo "== vendor/pingora-proxy is pingora-proxy 0.9.1 plus vendor/pingora-proxy.patch"
+bash tests/check-vendor.sh
+
+echo "== cargo fmt --check"
+cargo fmt --all --check
+
+echo "== cargo clippy (default features, and the build without the demo)"
+cargo clippy --workspace --all-targets -- -D warnings 2>&1
+cargo clippy --no-default-features --lib --bins -- -D warnings 2>&1
+
 echo "== cargo test"
-cargo test --all-targets 2>&1
+cargo test --workspace --all-targets 2>&1
 
 echo "== oidc-gateway check on every example config"
 export CIS2_CLIENT_ID=example-client

@@ -10,6 +10,7 @@
 //!   so the size (claims and logout hint) is what users really carry.
 //! - `logins`: full authorization code flows through the gateway against the development
 //!   provider (`login_hint` skips its login page), with a fixed number of concurrent browsers.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark that cannot set up stops
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -17,10 +18,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use oidc_gateway::config::Config;
 use devprovider::{DevClient, DevClientAuth, DevProvider, DevProviderOptions};
+use oidc_gateway::clock::now;
+use oidc_gateway::config::Config;
 use oidc_gateway::session::cookies::write_session;
-use oidc_gateway::session::{now, Codec, RequestCookies};
+use oidc_gateway::session::{Codec, RequestCookies};
 
 fn usage() -> ! {
     eprintln!(

@@ -5,9 +5,9 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use devprovider::user;
 use oidc_gateway::claims::{retain_for, Claims};
 use oidc_gateway::config::{parse_str, Config, RouteConfig};
-use devprovider::user;
 use oidc_gateway::session::cookies::write_session;
 use oidc_gateway::session::{Codec, RequestCookies, Session};
 use serde_json::{json, Value};

@@ -15,7 +15,7 @@ use super::verify::{verify_id_token, Expectations, IdTokenError};
 use super::Provider;
 use crate::claims::{merge_userinfo, Claims};
 use crate::config::ExpiresInUnit;
-use crate::error::LoginError;
+use crate::oidc::LoginError;
 
 /// A fresh random value for state, nonce or PKCE verifier (256 bits, base64url).
 pub fn random_token() -> String {
@@ -192,7 +192,7 @@ impl Provider {
         params: &[(&str, &str)],
     ) -> Result<Tokens, LoginError> {
         let endpoint = d.token_endpoint.as_str();
-        let auth = self.credentials.apply(endpoint, crate::session::now())?;
+        let auth = self.credentials.apply(endpoint, crate::clock::now())?;
         let mut form: Vec<(&str, &str)> = params.to_vec();
         form.extend(auth.form.iter().map(|(k, v)| (*k, v.as_str())));
         let basic = auth.basic.as_ref().map(|(u, p)| (u.as_str(), p.as_str()));

@@ -5,10 +5,13 @@
 
 pub mod client_auth;
 pub mod discovery;
+mod error;
 pub mod flow;
 pub mod http;
 pub mod jwks;
 pub mod verify;
+
+pub use error::{LoginError, LoginFailure};
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -7,7 +7,7 @@
 
 use aes_gcm::aead::{Aead, AeadInPlace, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce, Tag};
-use base64::engine::general_purpose::{STANDARD, URL_SAFE, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
@@ -27,18 +27,6 @@ pub enum OpenError {
     UnknownKey,
     #[error("authentication failed (tampered, truncated or for another cookie)")]
     Tag,
-}
-
-/// Decodes a base64 (standard or url-safe, padded or not) 32-byte key.
-pub fn decode_key(text: &str) -> Option<[u8; 32]> {
-    let text = text.trim();
-    let bytes = STANDARD
-        .decode(text)
-        .or_else(|_| URL_SAFE.decode(text))
-        .or_else(|_| URL_SAFE_NO_PAD.decode(text))
-        .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(text))
-        .ok()?;
-    bytes.try_into().ok()
 }
 
 /// The gateway's cookie keys, ready to seal and open.
@@ -183,14 +171,5 @@ mod tests {
         assert_eq!(old.open("s", &sealed_new), Err(OpenError::UnknownKey));
         let dropped = Codec::new(&[key(2)]);
         assert_eq!(dropped.open("s", &sealed_old), Err(OpenError::UnknownKey));
-    }
-
-    #[test]
-    fn keys_decode_in_any_base64_flavour() {
-        let k = [0xfbu8; 32];
-        assert_eq!(decode_key(&STANDARD.encode(k)), Some(k));
-        assert_eq!(decode_key(&URL_SAFE_NO_PAD.encode(k)), Some(k));
-        assert_eq!(decode_key(&STANDARD.encode([1u8; 16])), None);
-        assert_eq!(decode_key("not base64"), None);
     }
 }

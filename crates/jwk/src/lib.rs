@@ -118,8 +118,7 @@ impl fmt::Debug for GeneratedKey {
 /// Generates a private key for `alg` (RSA 2048 for RS256/PS256, P-256 for ES256).
 pub fn generate(alg: JwkAlg) -> Result<GeneratedKey, KeyError> {
     let (private_pem, public_jwk) = if alg.is_rsa() {
-        let key =
-            rsa::RsaPrivateKey::new(&mut OsRng, RSA_BITS).map_err(KeyError::RsaGenerate)?;
+        let key = rsa::RsaPrivateKey::new(&mut OsRng, RSA_BITS).map_err(KeyError::RsaGenerate)?;
         let pem = rsa::pkcs8::EncodePrivateKey::to_pkcs8_pem(&key, LineEnding::LF)
             .map_err(|e| KeyError::Encode(e.to_string()))?;
         (pem.to_string(), rsa_jwk(&key, alg)?)
@@ -227,9 +226,7 @@ fn ec_jwk(key: &p256::PublicKey, alg: JwkAlg) -> Result<Value, KeyError> {
     let point = key.to_encoded_point(false);
     let (Some(x), Some(y)) = (point.x(), point.y()) else {
         // Only the identity point lacks coordinates, and a public key is never the identity.
-        return Err(KeyError::Encode(
-            "EC public key has no coordinates".into(),
-        ));
+        return Err(KeyError::Encode("EC public key has no coordinates".into()));
     };
     with_kid(json!({
         "kty": "EC",
@@ -362,5 +359,4 @@ mod tests {
         assert_eq!(jwk["n"], gen.public_jwk["n"]);
         assert_eq!(jwk["alg"], "PS256");
     }
-
 }

@@ -1,6 +1,7 @@
 //! Config validation as an operator meets it: every problem, with key path and line.
 
 use super::*;
+use jwk::JwkAlg;
 
 const MINIMAL: &str = r#"
 [server]

@@ -1,5 +1,5 @@
 // A certified OpenID Provider (the npm package oidc-provider) for oidc-gateway's interoperability
-// tests. Started by tests/interop/harness.rs as `node server.js CONFIG.json`; listens on a free
+// tests. Started by tests/it/interop.rs as `node server.js CONFIG.json`; listens on a free
 // loopback port and prints one JSON line {"issuer": "..."} once it serves.
 //
 // CONFIG.json (written by the test):
@@ -254,7 +254,9 @@ const configuration = {
 
 let provider;
 const server = http.createServer((req, res) => provider.callback()(req, res));
-await new Promise((resolve) => { server.listen(0, '127.0.0.1', resolve); });
+// The port comes from the test process, which hands out every port its servers use (a port
+// the kernel picked here could be one it just gave a gateway that has not bound it yet).
+await new Promise((resolve) => { server.listen(config.port ?? 0, '127.0.0.1', resolve); });
 const issuer = `http://127.0.0.1:${server.address().port}`;
 provider = new Provider(issuer, configuration);
 // Failed back-channel deliveries go to stderr (the test harness keeps it in op.log).

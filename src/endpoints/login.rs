@@ -1,0 +1,312 @@
+//! Signing in: `/oauth2/sign_in`, the login the proxy starts for a route, and the callback
+//! that turns the provider's answer into a session.
+
+use std::sync::Arc;
+
+use pingora::proxy::Session;
+
+use crate::access::{denied, Ask, Denial, OnLogin};
+use crate::audit;
+use crate::claims::retain_for;
+use crate::clock::now_ms;
+use crate::config::RouteConfig;
+use crate::metrics::{AuthEvent, Metrics};
+use crate::oidc::flow::random_token;
+use crate::oidc::LoginError;
+use crate::paths::canonicalize;
+use crate::request::{cookie_headers, query_param, safe_return_path};
+use crate::respond::{self, Reply};
+use crate::routing::host_name;
+use crate::session::cookies::delete_cookie;
+use crate::session::login_state::{self, LoginState};
+use crate::session::redis_store::Index;
+use crate::session::{RequestCookies, SaveError, Session as UserSession};
+use crate::state::GatewayState;
+
+/// The sign-in URL that returns to `return_to` (for 401 bodies and retry links).
+pub fn login_url(state: &GatewayState, return_to: &str) -> String {
+    let rd: String = url::form_urlencoded::byte_serialize(return_to.as_bytes()).collect();
+    format!(
+        "{}/oauth2/sign_in?rd={rd}",
+        state.config.server.public_origin
+    )
+}
+
+/// The answer to a request for a protected route that was denied: for a browser that must sign
+/// in, a login at the route's provider that returns to `return_to`; otherwise the denial's page
+/// or JSON.
+pub fn route_denied(
+    state: &GatewayState,
+    metrics: &Metrics,
+    route: &RouteConfig,
+    denial: Denial,
+    ask: &Ask<'_>,
+    return_to: &str,
+) -> Reply {
+    let login = login_url(state, return_to);
+    let start = || {
+        start_login(
+            state,
+            metrics,
+            route.provider,
+            return_to.to_owned(),
+            ask.cookies,
+            true,
+        )
+    };
+    let on_login = OnLogin::Redirect {
+        start: &start,
+        login_url: &login,
+        cors: cors_origin(state, ask.headers),
+    };
+    denied(denial, ask.browser, on_login)
+}
+
+/// The request's `Origin` when it may read a 401 (the gateway's own origin or a configured
+/// CORS origin).
+fn cors_origin<'a>(state: &GatewayState, headers: &'a http::HeaderMap) -> Option<&'a str> {
+    let origin = headers.get("origin").and_then(|o| o.to_str().ok())?;
+    let server = &state.config.server;
+    (origin == server.public_origin || server.cors_origins.iter().any(|c| c == origin))
+        .then_some(origin)
+}
+
+/// Starts a login at provider `provider`: a login-state cookie and a 302 to the provider, or
+/// 503 when the provider has not loaded.
+pub fn start_login(
+    state: &GatewayState,
+    metrics: &Metrics,
+    provider: usize,
+    return_to: String,
+    cookies: &RequestCookies<'_>,
+    browser: bool,
+) -> Reply {
+    let p = &state.providers[provider].oidc;
+    let Some(discovered) = p.discovered() else {
+        tracing::warn!(
+            provider = p.name(),
+            "login refused: provider not loaded yet"
+        );
+        return respond::provider_unavailable(browser);
+    };
+    let login = LoginState {
+        state: random_token(),
+        nonce: random_token(),
+        pkce_verifier: random_token(),
+        return_to,
+        provider: p.name().to_owned(),
+        created_ms: now_ms(),
+    };
+    let location = p.authorization_url(
+        &discovered,
+        &state.config.server.redirect_uri,
+        &login.state,
+        &login.nonce,
+        &login.pkce_verifier,
+    );
+    let set = login_state::start(
+        &state.config.session,
+        &state.codec,
+        &login,
+        cookies,
+        login.created_ms,
+    );
+    metrics.auth_event(p.name(), AuthEvent::LoginStarted);
+    respond::redirect(&location).with_cookies(set)
+}
+
+pub(super) fn sign_in(state: &GatewayState, metrics: &Metrics, session: &Session) -> Reply {
+    let req = session.req_header();
+    let rd = safe_return_path(query_param(req.uri.query(), "rd").as_deref());
+    let host = req
+        .headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| host_name(h).ok().flatten());
+    let provider = provider_for_path(state, host, &rd);
+    let cookies = RequestCookies::of(&req.headers, &state.config.session);
+    start_login(state, metrics, provider, rd, &cookies, true)
+}
+
+/// The provider of the route that would serve `path` (the first provider if none does),
+/// matched exactly as the proxy matches it.
+fn provider_for_path(state: &GatewayState, host: Option<&str>, path: &str) -> usize {
+    let path_only = path.split(['?', '#']).next().unwrap_or("/");
+    canonicalize(path_only, state.routes.fold_case())
+        .ok()
+        .and_then(|p| {
+            state
+                .routes
+                .match_route(host, &p.matched)
+                .map(|r| r.provider)
+        })
+        .unwrap_or(0)
+}
+
+pub(super) async fn callback(
+    state: &Arc<GatewayState>,
+    metrics: &Metrics,
+    session: &mut Session,
+) -> Reply {
+    let cfg = &state.config.session;
+    // Owned copies: the provider calls below must not hold the request borrowed.
+    let req = session.req_header();
+    let query = req.uri.query().map(str::to_owned);
+    let cookie_text: Vec<Vec<u8>> = cookie_headers(&req.headers).map(<[u8]>::to_vec).collect();
+    let cookies = RequestCookies::parse(
+        cookie_text.iter().map(Vec::as_slice),
+        &cfg.cookie_name,
+        cfg.max_chunks,
+    );
+    let param = |name| query_param(query.as_deref(), name);
+    let state_param = param("state");
+    let retry = login_url(state, "/");
+    // One value each: with two, the gateway and a provider (or a log reader) could each read
+    // another one.
+    if let Some(name) = repeated_param(query.as_deref(), &["state", "code", "iss"]) {
+        tracing::info!(parameter = name, "callback refused: parameter repeated");
+        return fail(metrics, "unknown", &LoginError::BadCallback, &retry);
+    }
+
+    let found = match &state_param {
+        Some(s) => {
+            login_state::find(cfg, &state.codec, &cookies, s, now_ms()).map_err(LoginError::from)
+        }
+        None => Err(LoginError::BadCallback),
+    };
+    // The login cookie is single-use: delete it whatever happens next.
+    let mut set = Vec::new();
+    if let Some(s) = &state_param {
+        let name = login_state::cookie_name(cfg, s);
+        if cookies.login.iter().any(|(n, _)| *n == name) {
+            set.push(delete_cookie(cfg, name));
+        }
+    }
+    let login = match found {
+        Ok(l) => l,
+        Err(e) => return fail(metrics, "unknown", &e, &retry).with_cookies(set),
+    };
+    let retry = login_url(state, &login.return_to);
+    let Some(index) = state.provider_index(&login.provider) else {
+        return fail(metrics, &login.provider, &LoginError::BadCallback, &retry).with_cookies(set);
+    };
+    let provider = &state.providers[index].oidc;
+    // RFC 9207: an `iss` in the authorization response must name this login's provider, which
+    // defeats mix-up attacks when several providers are configured.
+    if param("iss").is_some_and(|iss| iss != provider.cfg.issuer) {
+        return fail(
+            metrics,
+            provider.name(),
+            &LoginError::IssuerMismatch,
+            &retry,
+        )
+        .with_cookies(set);
+    }
+    if let Some(error) = param("error") {
+        let code: String = error
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .take(64)
+            .collect();
+        return fail(
+            metrics,
+            provider.name(),
+            &LoginError::ProviderError(code),
+            &retry,
+        )
+        .with_cookies(set);
+    }
+    let Some(code) = param("code") else {
+        return fail(metrics, provider.name(), &LoginError::BadCallback, &retry).with_cookies(set);
+    };
+    let result = match provider
+        .complete_login(
+            &code,
+            &login.pkce_verifier,
+            &login.nonce,
+            &state.config.server.redirect_uri,
+        )
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => return fail(metrics, provider.name(), &e, &retry).with_cookies(set),
+    };
+    let now = crate::clock::now();
+    let keep_hint = provider
+        .discovered()
+        .is_some_and(|d| d.end_session_endpoint.is_some());
+    let user = UserSession {
+        provider: provider.name().to_owned(),
+        claims: retain_for(&result.claims, &state.providers[index].kept_paths),
+        created: now,
+        last_seen: now,
+        expires: now.saturating_add(cfg.max_lifetime.as_secs()),
+        tokens_expire: crate::refresh::tokens_expire(&result.tokens, Some(&result.claims), now),
+        refresh_token: result.tokens.refresh_token,
+        id_token_hint: keep_hint.then_some(result.id_token),
+    };
+    let mut user = user;
+    // Back-channel logout finds sessions by the provider's `sid` and by `sub`.
+    let sid = result
+        .claims
+        .get("sid")
+        .and_then(|v| v.as_str())
+        .map(str::to_owned);
+    let sub = user.subject().to_owned();
+    let mut indexes = vec![(Index::Sub, sub.as_str())];
+    if let Some(sid) = &sid {
+        indexes.push((Index::Sid, sid.as_str()));
+    }
+    let store = &state.store;
+    let mut written = store
+        .create(cfg, &state.codec, &user, &indexes, &cookies, now)
+        .await;
+    if matches!(written, Err(SaveError::TooLarge(_))) && user.id_token_hint.is_some() {
+        // NHS ID tokens are large: rather than refuse the login, drop the logout hint (logout
+        // then identifies the client by client_id alone, as RP-Initiated Logout allows).
+        tracing::info!(
+            provider = provider.name(),
+            "ID token too large to keep for logout; RP-initiated logout will send client_id only"
+        );
+        user.id_token_hint = None;
+        written = store
+            .create(cfg, &state.codec, &user, &indexes, &cookies, now)
+            .await;
+    }
+    match written {
+        Ok(cookies) => {
+            metrics.session_written(provider.name(), &cookies);
+            set.extend(cookies)
+        }
+        Err(SaveError::TooLarge(too_large)) => {
+            let e = LoginError::SessionTooLarge(too_large);
+            tracing::error!(provider = provider.name(), sub = user.subject(), error = %e, "login succeeded at the provider but the session does not fit in cookies; keep fewer claims (route headers and rules) or raise session.max_chunks");
+            return fail(metrics, provider.name(), &e, &retry).with_cookies(set);
+        }
+        Err(e) => {
+            // The user did log in at the provider; a retry works once the store is back.
+            tracing::warn!(provider = provider.name(), error = %e, "login could not be stored");
+            metrics.auth_event(provider.name(), AuthEvent::LoginFailed);
+            return respond::store_unavailable(true).with_cookies(set);
+        }
+    }
+    audit::login_succeeded(metrics, provider.name(), user.subject());
+    let location = format!("{}{}", state.config.server.public_origin, login.return_to);
+    respond::redirect(&location).with_cookies(set)
+}
+
+fn fail(metrics: &Metrics, provider: &str, e: &LoginError, retry: &str) -> Reply {
+    audit::login_failed(metrics, provider, e.reason(), e);
+    respond::login_failed(e, retry)
+}
+
+/// The first of `names` that appears more than once in `query`.
+fn repeated_param(query: Option<&str>, names: &[&'static str]) -> Option<&'static str> {
+    let query = query?;
+    names.iter().copied().find(|name| {
+        url::form_urlencoded::parse(query.as_bytes())
+            .filter(|(k, _)| k == name)
+            .count()
+            > 1
+    })
+}

@@ -1,0 +1,238 @@
+//! The binary's commands as an operator runs them: check, keygen, demo.
+
+use crate::common;
+
+use std::process::Command;
+
+use common::{free_port, Browser};
+use reqwest::StatusCode;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_oidc-gateway"))
+}
+
+const VALID: &str = r#"
+[server]
+listen = "127.0.0.1:8080"
+public_url = "https://apps.example.org"
+[session]
+keys = ["${TEST_COOKIE_KEY}"]
+[providers.cis2]
+issuer = "https://connect.example.org/token"
+client_id = "client"
+client_secret_file = "secret.txt"
+[[route]]
+path = "/"
+upstream = "http://127.0.0.1:3000"
+"#;
+
+#[test]
+fn check_accepts_a_valid_config_and_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("secret.txt"), "s3cret\n").unwrap();
+    let cfg = dir.path().join("gw.toml");
+    std::fs::write(&cfg, VALID).unwrap();
+    let out = bin()
+        .args(["check", "--config"])
+        .arg(&cfg)
+        .env("TEST_COOKIE_KEY", oidc_gateway::keygen::cookie_key())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("OK"));
+}
+
+#[test]
+fn check_lists_every_problem_with_key_path_and_line_and_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("gw.toml");
+    let text = VALID.replace(
+        "client_id = \"client\"",
+        "client_id = \"client\"\nscopes = [\"profile\"]\ncolour = \"red\"",
+    ) + "timeout = \"soon\"\n";
+    std::fs::write(&cfg, text).unwrap();
+    let out = bin()
+        .args(["check", "--config"])
+        .arg(&cfg)
+        .env_remove("TEST_COOKIE_KEY")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for expected in [
+        "session.keys[0] (line 6): environment variable TEST_COOKIE_KEY is not set",
+        "providers.cis2.scopes (line 10): must include \"openid\"",
+        "providers.cis2.colour (line 11): unknown key",
+        "providers.cis2.client_secret_file (line 12): cannot read",
+        "route[0].timeout (line 16): unknown key",
+    ] {
+        assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+    }
+}
+
+#[test]
+fn check_reports_a_missing_file_clearly() {
+    let out = bin()
+        .args(["check", "--config", "/nonexistent/gw.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read /nonexistent/gw.toml"));
+}
+
+#[test]
+fn run_refuses_an_invalid_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("gw.toml");
+    std::fs::write(&cfg, "[server]\nlisten = 1\n").unwrap();
+    let out = bin().args(["run", "--config"]).arg(&cfg).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("line 2"));
+}
+
+#[test]
+fn keygen_prints_a_fresh_32_byte_key() {
+    use base64::Engine;
+    let a = bin().arg("keygen").output().unwrap();
+    let b = bin().arg("keygen").output().unwrap();
+    let (a, b) = (
+        String::from_utf8(a.stdout).unwrap(),
+        String::from_utf8(b.stdout).unwrap(),
+    );
+    assert_ne!(a, b);
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(a.trim())
+        .unwrap();
+    assert_eq!(bytes.len(), 32);
+}
+
+#[test]
+fn keygen_jwk_writes_a_private_key_and_prints_its_public_jwks() {
+    use std::os::unix::fs::PermissionsExt;
+    for alg in ["RS256", "ES256", "PS256"] {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("rp.pem");
+        let out = bin()
+            .args(["keygen", "--jwk", "--alg", alg, "--out"])
+            .arg(&key)
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let jwks: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let jwk = &jwks["keys"][0];
+        assert_eq!(jwk["alg"], alg);
+        assert_eq!(jwk["use"], "sig");
+        assert!(
+            jwk.get("d").is_none(),
+            "the public JWKS must not hold the private key"
+        );
+        assert_eq!(jwk["kid"].as_str().unwrap(), jwk::thumbprint(jwk).unwrap());
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let pem = std::fs::read_to_string(&key).unwrap();
+        assert!(pem.contains("PRIVATE KEY"));
+        // Never overwrites.
+        let again = bin()
+            .args(["keygen", "--jwk", "--alg", alg, "--out"])
+            .arg(&key)
+            .output()
+            .unwrap();
+        assert_eq!(again.status.code(), Some(1));
+        assert_eq!(std::fs::read_to_string(&key).unwrap(), pem);
+    }
+}
+
+/// The README's first command: `oidc-gateway demo` serves a working login on loopback.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_serves_a_login_with_nhs_shaped_identity() {
+    let port = loop {
+        let p = free_port();
+        if p < 60000 {
+            break p;
+        }
+    };
+    let mut child = bin()
+        .args(["demo", "--port", &port.to_string()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let stdout = child.stdout.take().unwrap();
+    let _guard = Kill(child);
+    let banner = tokio::task::spawn_blocking(move || {
+        use std::io::BufRead;
+        let mut text = String::new();
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        for line in lines.by_ref().map_while(Result::ok) {
+            text.push_str(&line);
+            text.push('\n');
+            if line.contains("stop with Ctrl-C") {
+                break;
+            }
+        }
+        // Keep draining in the background so the demo never writes into a closed pipe.
+        std::thread::spawn(move || for _ in lines {});
+        text
+    })
+    .await
+    .unwrap();
+    let base = format!("http://localhost:{port}");
+    assert!(banner.contains(&format!("{base}/")), "{banner}");
+    let admin = format!("http://127.0.0.1:{}/readyz", port + 10);
+    let ready = common::eventually(std::time::Duration::from_secs(15), async || {
+        reqwest::get(&admin)
+            .await
+            .map(|r| r.status() == 200)
+            .unwrap_or(false)
+    })
+    .await;
+    assert!(ready);
+    // localhost may resolve to ::1 first; talk to the IPv4 listener with the public Host.
+    let mut b = Browser::new();
+    let first = b
+        .request(
+            reqwest::Method::GET,
+            &format!("http://127.0.0.1:{port}/"),
+            &[
+                ("host", &format!("localhost:{port}")),
+                ("sec-fetch-mode", "navigate"),
+            ],
+        )
+        .await;
+    assert_eq!(first.status, StatusCode::FOUND);
+    let back = b.through_provider(&first, "alice").await;
+    assert_eq!(back.status, StatusCode::FOUND, "{}", back.body);
+    let home = b
+        .request(
+            reqwest::Method::GET,
+            &format!("http://127.0.0.1:{port}/"),
+            &[
+                ("host", &format!("localhost:{port}")),
+                ("accept", "application/json"),
+            ],
+        )
+        .await;
+    assert_eq!(home.status, StatusCode::OK, "{}", home.body);
+    assert_eq!(home.upstream_header("x-auth-org").as_deref(), Some("Q14"));
+    assert_eq!(
+        home.upstream_header("x-auth-activities").as_deref(),
+        Some("B0005,B0008")
+    );
+}

@@ -1,0 +1,121 @@
+//! The provider being down: start-up goes on, /readyz says so, logins get 503 with Retry-After,
+//! sessions keep flowing; an issuer that does not match the config stops start-up.
+
+use crate::common;
+
+use std::time::Duration;
+
+use common::{eventually, Browser, Env, Options};
+use devprovider::Misbehaviour;
+use reqwest::StatusCode;
+
+async fn status(url: &str) -> u16 {
+    reqwest::get(url)
+        .await
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_starts_without_its_provider_and_becomes_ready_when_it_appears() {
+    let mut env = Env::with(Options {
+        start_provider: false,
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(status(&format!("{}/healthz", env.gateway.admin)).await, 200);
+    assert_eq!(status(&format!("{}/readyz", env.gateway.admin)).await, 503);
+    let mut b = Browser::new();
+    let r = b.get(&env.url("/app")).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(r.header("retry-after").is_some());
+    assert!(r.body.contains("temporarily unavailable"));
+    let mut api = Browser::api();
+    let r = api.get(&env.url("/app")).await;
+    assert_eq!(
+        r.status,
+        StatusCode::UNAUTHORIZED,
+        "API clients are told to log in, with the login URL"
+    );
+    // Public routes do not care.
+    assert_eq!(b.get(&env.url("/public/x")).await.status, StatusCode::OK);
+
+    env.start_provider().await;
+    let admin = env.gateway.admin.clone();
+    let ready = eventually(Duration::from_secs(15), async || {
+        status(&format!("{admin}/readyz")).await == 200
+    })
+    .await;
+    assert!(ready, "never became ready:\n{}", env.gateway.logs());
+    assert_eq!(b.login(&env.url("/"), "alice").await.status, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn valid_sessions_keep_working_while_the_provider_is_down() {
+    let mut env = Env::start().await;
+    let mut b = Browser::new();
+    assert_eq!(b.login(&env.url("/"), "alice").await.status, StatusCode::OK);
+    env.stop_provider();
+    for _ in 0..20 {
+        let r = b.get(&env.url("/still/working")).await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(
+            r.upstream_header("x-auth-sub").as_deref(),
+            Some("910000000001")
+        );
+    }
+    // A new login cannot complete: 503 with Retry-After at the callback.
+    let mut other = Browser::new();
+    let first = other.get(&env.url("/")).await;
+    assert_eq!(
+        first.status,
+        StatusCode::FOUND,
+        "the authorization URL is known from discovery"
+    );
+    let state = common::query_param(&first.location(), "state").unwrap();
+    let r = other
+        .get(&env.url(&format!("/oauth2/callback?code=x&state={state}")))
+        .await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(r.header("retry-after").is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_issuer_mismatch_stops_start_up_naming_both_values() {
+    let env = Env::start().await;
+    env.provider()
+        .controls
+        .set_misbehaviour(Some(Misbehaviour::DiscoveryIssuerMismatch));
+    let dir = tempfile::tempdir().unwrap();
+    let text = env.config_text.replace(
+        &format!("127.0.0.1:{}\"\npublic_url", env.gateway.port),
+        &format!("127.0.0.1:{}\"\npublic_url", common::free_port()),
+    );
+    let text = text.replace("[admin]\nlisten", "[admin]\n#listen");
+    let cfg = dir.path().join("gateway.toml");
+    std::fs::write(&cfg, text).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_oidc-gateway"))
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let configured = format!("http://{}", env.provider_addr);
+    assert!(
+        stderr.contains("names issuer") && stderr.contains(&format!("{configured:?}")),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_may_live_elsewhere_than_the_issuer_as_on_nhs_spine() {
+    let env = Env::with(Options {
+        issuer_path: "/token".into(),
+        ..Default::default()
+    })
+    .await;
+    assert!(env.provider().issuer.ends_with("/token"));
+    let mut b = Browser::new();
+    assert_eq!(b.login(&env.url("/"), "alice").await.status, StatusCode::OK);
+}
