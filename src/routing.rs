@@ -71,11 +71,6 @@ impl RouteTable {
     pub fn has_host_routes(&self) -> bool {
         self.routes.iter().any(|r| r.host.is_some())
     }
-
-    /// Every route, in configuration order.
-    pub fn routes(&self) -> &[Arc<RouteConfig>] {
-        &self.routes
-    }
 }
 
 /// A `Host` (or `X-Forwarded-Host`) that is not one host name with an optional numeric port.

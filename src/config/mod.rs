@@ -193,8 +193,6 @@ pub struct Upstream {
     pub tls: bool,
     /// SNI / certificate name for https upstreams.
     pub sni: String,
-    /// The configured URL, for logs and errors.
-    pub url: String,
     /// The route's `ca_file`: the only CAs its certificate may come from.
     pub ca: Option<CaCerts>,
 }
@@ -251,10 +249,5 @@ impl Config {
             ))
         })?;
         parse_str(&text, path.parent())
-    }
-
-    /// The provider a route uses.
-    pub fn provider_of(&self, route: &RouteConfig) -> &Arc<ProviderConfig> {
-        &self.providers[route.provider]
     }
 }

@@ -78,11 +78,6 @@ impl<'a> RequestCookies<'a> {
         out
     }
 
-    /// Whether any session cookie (bare or chunk) was sent.
-    pub fn has_session(&self) -> bool {
-        self.bare.is_some() || !self.chunks.is_empty() || self.chunk_overflow
-    }
-
     /// Opens the session. Chunk count is checked before any decryption work.
     pub fn session(&self, cfg: &SessionConfig, codec: &Codec) -> Result<Session, Miss> {
         open(cfg, codec, &self.sealed()?)
@@ -266,12 +261,12 @@ mod tests {
     fn read(header: &str) -> Result<Session, Miss> {
         let cfg = cfg();
         let codec = Codec::new(cfg.keys.expose());
-        RequestCookies::parse(
+        let cookies = RequestCookies::parse(
             std::iter::once(header.as_bytes()),
             &cfg.cookie_name,
             cfg.max_chunks,
-        )
-        .session(&cfg, &codec)
+        );
+        open(&cfg, &codec, &cookies.sealed()?)
     }
 
     #[test]

@@ -88,11 +88,6 @@ fn ttl(cfg: &SessionConfig, session: &Session, now: u64) -> Duration {
 }
 
 impl SessionStore {
-    /// Whether sessions live on the server (back-channel logout is possible).
-    pub fn is_server_side(&self) -> bool {
-        matches!(self, SessionStore::Redis(_))
-    }
-
     /// The Redis store, when configured.
     pub fn redis(&self) -> Option<&Arc<RedisStore>> {
         match self {

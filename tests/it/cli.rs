@@ -47,6 +47,33 @@ fn check_accepts_a_valid_config_and_exits_0() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("OK"));
 }
 
+/// The README's minimal configuration is one a new user can copy: `check` accepts it.
+#[test]
+fn the_readmes_minimal_config_passes_check() {
+    let readme = include_str!("../../README.md");
+    let start = readme
+        .find("```toml\n")
+        .expect("the README shows a TOML configuration")
+        + "```toml\n".len();
+    let end = start + readme[start..].find("```").expect("the TOML block ends");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("gateway.toml");
+    std::fs::write(&cfg, &readme[start..end]).unwrap();
+    let out = bin()
+        .args(["check", "--config"])
+        .arg(&cfg)
+        .env("GATEWAY_COOKIE_KEY", oidc_gateway::keygen::cookie_key())
+        .env("OIDC_CLIENT_SECRET", "secret")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn check_lists_every_problem_with_key_path_and_line_and_exits_1() {
     let dir = tempfile::tempdir().unwrap();

@@ -235,7 +235,6 @@ impl Validator<'_> {
             address,
             tls,
             sni: host.trim_matches(['[', ']']).to_owned(),
-            url: url.as_str().trim_end_matches('/').to_owned(),
             ca: None,
         })
     }
