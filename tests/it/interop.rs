@@ -72,8 +72,21 @@ impl Drop for Op {
 }
 
 impl Op {
+    /// Starts the provider; a start that fails or hangs (a port taken meanwhile, a machine
+    /// busy with other tests) is retried on another port, and the last failure names its log.
     pub fn start(opts: &OpOptions) -> Op {
         ensure_npm_packages();
+        let mut failures = Vec::new();
+        for _ in 0..3 {
+            match Op::try_start(opts) {
+                Ok(op) => return op,
+                Err(why) => failures.push(why),
+            }
+        }
+        panic!("oidc-provider did not start:\n{}", failures.join("\n"));
+    }
+
+    fn try_start(opts: &OpOptions) -> Result<Op, String> {
         let dir = tempfile::tempdir().unwrap();
         let cfg = dir.path().join("op.json");
         std::fs::write(
@@ -90,6 +103,7 @@ impl Op {
             .to_string(),
         )
         .unwrap();
+        let log = dir.path().join("op.log");
         let mut child = Command::new("node")
             .arg(op_dir().join("server.js"))
             .arg(&cfg)
@@ -97,9 +111,7 @@ impl Op {
             // Held open: the provider exits when this test process goes away.
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::from(
-                std::fs::File::create(dir.path().join("op.log")).unwrap(),
-            ))
+            .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
             .spawn()
             .expect("node is needed for the interoperability tests");
         let stdout = child.stdout.take().unwrap();
@@ -109,15 +121,26 @@ impl Op {
             let _ = BufReader::new(stdout).read_line(&mut line);
             let _ = tx.send(line);
         });
-        let line = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("oidc-provider did not start within 30 s");
-        let v: Value = serde_json::from_str(&line)
-            .unwrap_or_else(|e| panic!("oidc-provider printed {line:?}: {e}"));
-        Op {
-            child,
-            issuer: v["issuer"].as_str().unwrap().to_owned(),
-            _dir: dir,
+        let started = rx.recv_timeout(Duration::from_secs(45));
+        let issuer = started
+            .as_deref()
+            .ok()
+            .and_then(|line| serde_json::from_str::<Value>(line).ok())
+            .and_then(|v| v["issuer"].as_str().map(str::to_owned));
+        match issuer {
+            Some(issuer) => Ok(Op {
+                child,
+                issuer,
+                _dir: dir,
+            }),
+            None => {
+                let _ = child.kill();
+                let _ = child.wait();
+                Err(format!(
+                    "  printed {started:?}; its stderr: {}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                ))
+            }
         }
     }
 }

@@ -16,7 +16,20 @@ fn metric(text: &str, name_and_labels: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// The metrics once every request has been counted: a client has its response a moment before
+/// the gateway's logging hook counts the request and its context leaves `requests_in_flight`.
 async fn scrape(env: &Env) -> String {
+    let admin = env.gateway.admin.clone();
+    let settled = common::eventually(std::time::Duration::from_secs(5), async || {
+        common::metric(&admin, "oidc_gateway_requests_in_flight").await == Some(0.0)
+    })
+    .await;
+    assert!(settled, "requests stayed in flight");
+    scrape_now(env).await
+}
+
+/// The metrics as they are this moment.
+async fn scrape_now(env: &Env) -> String {
     reqwest::get(format!("{}/metrics", env.gateway.admin))
         .await
         .unwrap()
@@ -184,7 +197,10 @@ async fn in_flight_gauge_counts_a_slow_request_while_it_runs() {
     let slow = tokio::spawn(async move { b.get(&url).await.status });
     let env_ref = &env;
     let seen = common::eventually(std::time::Duration::from_secs(5), async || {
-        metric(&scrape(env_ref).await, "oidc_gateway_requests_in_flight") == 1.0
+        metric(
+            &scrape_now(env_ref).await,
+            "oidc_gateway_requests_in_flight",
+        ) == 1.0
     })
     .await;
     assert!(seen, "the slow request was never counted in flight");
