@@ -20,6 +20,8 @@ command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
 command -v patch >/dev/null 2>&1 || need_apt+=(patch)
 # tests/it/systemd.rs checks the unit with systemd-analyze.
 command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
+# tests/it/cli.rs renders `oidc-gateway man` with man(1).
+command -v man >/dev/null 2>&1 || need_apt+=(man-db)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "== installing ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive

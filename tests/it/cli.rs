@@ -1,4 +1,4 @@
-//! The binary's commands as an operator runs them: check, keygen, demo.
+//! The binary's commands as an operator runs them: check, keygen, demo, man, completions.
 
 use crate::common;
 
@@ -262,4 +262,110 @@ async fn the_demo_serves_a_login_with_nhs_shaped_identity() {
         home.upstream_header("x-auth-activities").as_deref(),
         Some("B0005,B0008")
     );
+}
+
+/// Every flag each command accepts (read off its `--help`), so tests compare against the parser
+/// itself rather than a list that could drift with it.
+fn long_flags_of(command: &[&str]) -> Vec<String> {
+    let out = bin().args(command).arg("--help").output().unwrap();
+    let help = String::from_utf8(out.stdout).unwrap();
+    help.split_whitespace()
+        .filter(|w| w.starts_with("--") && w.len() > 2)
+        .map(|w| w.trim_end_matches([',', '=']).to_string())
+        .filter(|w| w != "--help" && w != "--version")
+        .collect()
+}
+
+/// `oidc-gateway man` renders with man(1) without a warning and documents every command and
+/// every flag the parser knows, so the packaged page cannot fall behind the binary.
+#[test]
+fn the_man_page_renders_and_documents_every_command_and_flag() {
+    let page = bin().arg("man").output().unwrap();
+    assert!(page.status.success());
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("oidc-gateway.1");
+    std::fs::write(&file, &page.stdout).unwrap();
+    let rendered = Command::new("man")
+        .args(["--warnings", "-l"])
+        .arg(&file)
+        .env("MANWIDTH", "100")
+        .env("MANPAGER", "cat")
+        .output()
+        .expect("man(1) from the man-db package (tests/run.sh installs it)");
+    let stderr = String::from_utf8_lossy(&rendered.stderr);
+    assert!(
+        rendered.status.success() && stderr.trim().is_empty(),
+        "{stderr}"
+    );
+    // man(1) hyphenates and joins lines; compare on text with the hyphenation taken out.
+    let text = String::from_utf8_lossy(&rendered.stdout).replace("‐\n", "");
+    for command in ["run", "check", "keygen", "demo", "completions", "man"] {
+        assert!(
+            text.contains(&format!("oidc-gateway {command} ")),
+            "no synopsis for {command}:\n{text}"
+        );
+        for flag in long_flags_of(&[command]) {
+            assert!(text.contains(&flag), "{command} {flag} missing:\n{text}");
+        }
+    }
+    for flag in long_flags_of(&[]) {
+        assert!(text.contains(&flag), "{flag} missing:\n{text}");
+    }
+    assert!(text.contains("/etc/oidc-gateway/gateway.toml"));
+}
+
+/// The bash completion script, sourced by a real bash, completes commands and their flags.
+#[test]
+fn bash_completion_completes_commands_and_flags() {
+    let script = bin().args(["completions", "bash"]).output().unwrap();
+    assert!(script.status.success());
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("oidc-gateway.bash");
+    std::fs::write(&file, &script.stdout).unwrap();
+    let complete = |words: &str| -> String {
+        let program = format!(
+            r#"source "$1"
+            COMP_WORDS=({words}); COMP_CWORD=$(( ${{#COMP_WORDS[@]}} - 1 ))
+            COMP_LINE="{words}"; COMP_POINT=${{#COMP_LINE}}
+            _oidc__gateway oidc-gateway "${{COMP_WORDS[COMP_CWORD]}}" "${{COMP_WORDS[COMP_CWORD-1]}}"
+            echo "${{COMPREPLY[@]}}""#
+        );
+        let out = Command::new("bash")
+            .args(["-c", &program, "bash"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let commands = complete("oidc-gateway ''");
+    for command in ["run", "check", "keygen", "demo", "completions", "man"] {
+        assert!(
+            commands.split_whitespace().any(|w| w == command),
+            "{commands}"
+        );
+    }
+    assert_eq!(complete("oidc-gateway ke").trim(), "keygen");
+    let keygen_flags = complete("oidc-gateway keygen --");
+    for flag in long_flags_of(&["keygen"]) {
+        assert!(keygen_flags.contains(&flag), "{flag}: {keygen_flags}");
+    }
+}
+
+/// zsh and fish scripts name the binary's commands; an unknown shell is a usage error.
+#[test]
+fn completions_for_zsh_and_fish_and_a_clear_error_for_others() {
+    let zsh = bin().args(["completions", "zsh"]).output().unwrap();
+    let zsh = String::from_utf8(zsh.stdout).unwrap();
+    assert!(zsh.starts_with("#compdef oidc-gateway"), "{zsh}");
+    let fish = bin().args(["completions", "fish"]).output().unwrap();
+    let fish = String::from_utf8(fish.stdout).unwrap();
+    assert!(fish.contains("complete -c oidc-gateway") && fish.contains("keygen"));
+    let bad = bin().args(["completions", "tcsh"]).output().unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("possible values"));
 }
