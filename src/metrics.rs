@@ -13,6 +13,8 @@ use prometheus::{
 #[derive(Clone)]
 pub struct Metrics {
     registry: Registry,
+    /// The standard `process_*` metrics, unprefixed as every exporter names them.
+    process: Registry,
     pub requests: IntCounterVec,
     pub request_duration: HistogramVec,
     pub auth_events: IntCounterVec,
@@ -20,6 +22,9 @@ pub struct Metrics {
     pub provider_request_duration: HistogramVec,
     pub provider_errors: IntCounterVec,
     pub provider_ready: IntGaugeVec,
+    /// 1 while the provider's last call succeeded (or was refused by it), 0 after it could not
+    /// be reached, timed out or answered 5xx; every JWKS refresh updates it.
+    pub provider_up: IntGaugeVec,
     /// From choosing the upstream to its response head (connect included), by route.
     pub upstream_duration: HistogramVec,
     /// Requests being processed now (a guard in each request's context keeps it right).
@@ -34,7 +39,12 @@ pub struct Metrics {
     pub session_store_errors: IntCounterVec,
     /// Back-channel logout requests, by provider and result.
     pub backchannel_logouts: IntCounterVec,
+    /// When the listener's certificate expires (Unix seconds); present only with TLS.
+    pub tls_certificate_expiry: IntGaugeVec,
 }
+
+/// The `endpoint` labels of provider calls (`oidc::http::Endpoint::label`).
+pub const PROVIDER_ENDPOINTS: [&str; 4] = ["discovery", "jwks", "token", "userinfo"];
 
 /// Authentication events counted in `auth_events_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +59,16 @@ pub enum AuthEvent {
 }
 
 impl AuthEvent {
+    const ALL: [AuthEvent; 7] = [
+        AuthEvent::LoginStarted,
+        AuthEvent::LoginSucceeded,
+        AuthEvent::LoginFailed,
+        AuthEvent::Refreshed,
+        AuthEvent::RefreshFailed,
+        AuthEvent::Forbidden,
+        AuthEvent::Logout,
+    ];
+
     fn label(self) -> &'static str {
         match self {
             AuthEvent::LoginStarted => "login_started",
@@ -119,6 +139,13 @@ impl Metrics {
             ),
             &["provider"],
         );
+        let provider_up = IntGaugeVec::new(
+            Opts::new(
+                "provider_up",
+                "0 after a call to the provider failed (unreachable, timeout, 5xx), else 1",
+            ),
+            &["provider"],
+        );
         let upstream_duration = HistogramVec::new(
             HistogramOpts::new(
                 "upstream_duration_seconds",
@@ -171,6 +198,13 @@ impl Metrics {
             ),
             &["provider", "result"],
         );
+        let tls_certificate_expiry = IntGaugeVec::new(
+            Opts::new(
+                "tls_certificate_expiry_timestamp_seconds",
+                "When the listener's TLS certificate expires (notAfter, Unix time)",
+            ),
+            &["listener"],
+        );
         // Registration only fails on duplicate names, which a fresh registry cannot have.
         let (
             requests,
@@ -192,21 +226,36 @@ impl Metrics {
             (Ok(a), Ok(b), Ok(c), Ok(d), Ok(e), Ok(f), Ok(g)) => (a, b, c, d, e, f, g),
             _ => unreachable!("metric definitions are static and valid"),
         };
-        let (upstream_duration, requests_in_flight, session_cookie_bytes, config_reloads) = match (
+        let (
+            provider_up,
+            upstream_duration,
+            requests_in_flight,
+            session_cookie_bytes,
+            config_reloads,
+        ) = match (
+            provider_up,
             upstream_duration,
             requests_in_flight,
             session_cookie_bytes,
             config_reloads,
         ) {
-            (Ok(a), Ok(b), Ok(c), Ok(d)) => (a, b, c, d),
+            (Ok(a), Ok(b), Ok(c), Ok(d), Ok(e)) => (a, b, c, d, e),
             _ => unreachable!("metric definitions are static and valid"),
         };
-        let (session_store_up, session_store_errors, backchannel_logouts) =
-            match (session_store_up, session_store_errors, backchannel_logouts) {
-                (Ok(a), Ok(b), Ok(c)) => (a, b, c),
+        let (session_store_up, session_store_errors, backchannel_logouts, tls_certificate_expiry) =
+            match (
+                session_store_up,
+                session_store_errors,
+                backchannel_logouts,
+                tls_certificate_expiry,
+            ) {
+                (Ok(a), Ok(b), Ok(c), Ok(d)) => (a, b, c, d),
                 _ => unreachable!("metric definitions are static and valid"),
             };
         session_store_up.set(1);
+        for result in ["success", "failure"] {
+            config_reloads.with_label_values(&[result]);
+        }
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(request_duration.clone()),
@@ -215,6 +264,7 @@ impl Metrics {
             Box::new(provider_request_duration.clone()),
             Box::new(provider_errors.clone()),
             Box::new(provider_ready.clone()),
+            Box::new(provider_up.clone()),
             Box::new(upstream_duration.clone()),
             Box::new(requests_in_flight.clone()),
             Box::new(session_cookie_bytes.clone()),
@@ -222,11 +272,17 @@ impl Metrics {
             Box::new(session_store_up.clone()),
             Box::new(session_store_errors.clone()),
             Box::new(backchannel_logouts.clone()),
+            Box::new(tls_certificate_expiry.clone()),
         ] {
             let _ = registry.register(c);
         }
+        let process = Registry::new();
+        let _ = process.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ));
         Metrics {
             registry,
+            process,
             requests,
             request_duration,
             auth_events,
@@ -234,6 +290,7 @@ impl Metrics {
             provider_request_duration,
             provider_errors,
             provider_ready,
+            provider_up,
             upstream_duration,
             requests_in_flight,
             session_cookie_bytes,
@@ -241,6 +298,34 @@ impl Metrics {
             session_store_up,
             session_store_errors,
             backchannel_logouts,
+            tls_certificate_expiry,
+        }
+    }
+
+    /// Creates the series of every provider's events and JWKS results and of every route's
+    /// durations at zero, so rates and ratios (and the alerts on them) exist before the first
+    /// event instead of appearing with it.
+    pub fn know<'a>(
+        &self,
+        providers: impl IntoIterator<Item = &'a str>,
+        routes: impl IntoIterator<Item = &'a str>,
+    ) {
+        for provider in providers {
+            for event in AuthEvent::ALL {
+                self.auth_events
+                    .with_label_values(&[provider, event.label()]);
+            }
+            for result in ["success", "error"] {
+                self.jwks_refresh.with_label_values(&[provider, result]);
+            }
+            self.provider_ready.with_label_values(&[provider]);
+            for endpoint in PROVIDER_ENDPOINTS {
+                self.provider_errors
+                    .with_label_values(&[provider, endpoint]);
+            }
+        }
+        for route in routes {
+            self.request_duration.with_label_values(&[route]);
         }
     }
 
@@ -296,7 +381,9 @@ impl Metrics {
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> Vec<u8> {
         let mut out = Vec::new();
-        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        let mut families = self.registry.gather();
+        families.extend(self.process.gather());
+        let _ = TextEncoder::new().encode(&families, &mut out);
         out
     }
 }
@@ -355,8 +442,10 @@ impl Default for Metrics {
 mod tests {
     use super::*;
 
+    /// The contract: every metric of the gateway's own starts with `oidc_gateway_`; only the
+    /// standard `process_*` ones sit beside them.
     #[test]
-    fn every_name_carries_the_prefix() {
+    fn every_name_carries_the_prefix_but_the_standard_process_ones() {
         let m = Metrics::new();
         m.requests.with_label_values(&["r", "200"]).inc();
         m.auth_event("dev", AuthEvent::LoginStarted);
@@ -366,8 +455,12 @@ mod tests {
             "oidc_gateway_auth_events_total{event=\"login_started\",provider=\"dev\"} 1"
         ));
         for line in text.lines().filter(|l| !l.starts_with('#')) {
-            assert!(line.starts_with("oidc_gateway_"), "{line}");
+            assert!(
+                line.starts_with("oidc_gateway_") || line.starts_with("process_"),
+                "{line}"
+            );
         }
+        assert!(text.contains("\nprocess_resident_memory_bytes "), "{text}");
     }
 
     #[test]

@@ -116,6 +116,7 @@ impl Reloader {
         // The last fallible step, so a refused reload never leaves a new certificate behind.
         if let (Some(cert), Some(files)) = (&self.listener_cert, &new.config.server.tls) {
             cert.reload(files)?;
+            cert.publish_expiry(&self.metrics);
         }
         for gone in old
             .providers
@@ -125,6 +126,10 @@ impl Reloader {
             let _ = self
                 .metrics
                 .provider_ready
+                .remove_label_values(&[gone.oidc.name()]);
+            let _ = self
+                .metrics
+                .provider_up
                 .remove_label_values(&[gone.oidc.name()]);
         }
         for p in &new.providers {

@@ -110,6 +110,7 @@ pub fn run(
             // Our own resolver instead of pingora's file loading (which panics on a bad file):
             // errors name the file, and a reload can swap a renewed certificate in.
             let cert = Arc::new(ListenerCert::load(files)?);
+            cert.publish_expiry(&metrics);
             // `intermediate` only records the paths; with a resolver set they are never read.
             let mut settings = pingora::listeners::tls::TlsSettings::intermediate("", "")
                 .map_err(|e| StartError::Tls(TlsError::Config(e.to_string())))?;

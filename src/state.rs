@@ -167,6 +167,10 @@ impl GatewayState {
                 kept_paths,
             })
             .collect();
+        metrics.know(
+            config.providers.iter().map(|p| p.name.as_str()),
+            config.routes.iter().map(|r| r.name.as_str()),
+        );
         Ok(GatewayState {
             assertions,
             upstreams,

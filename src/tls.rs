@@ -22,6 +22,7 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::certs::{read_certificates, CertError};
 use crate::config::TlsFiles;
+use crate::metrics::Metrics;
 
 /// Why a certificate, key or CA file cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -87,6 +88,24 @@ impl ListenerCert {
     pub fn reload(&self, files: &TlsFiles) -> Result<(), TlsError> {
         self.current.store(Arc::new(load_certified_key(files)?));
         Ok(())
+    }
+
+    /// When the certificate served now expires (its leaf's notAfter, Unix seconds).
+    pub fn not_after(&self) -> Option<i64> {
+        let key = self.current.load();
+        let leaf = key.cert.first()?;
+        let (_, cert) = X509Certificate::from_der(leaf.as_ref()).ok()?;
+        Some(cert.validity().not_after.timestamp())
+    }
+
+    /// Publishes `not_after` as `oidc_gateway_tls_certificate_expiry_timestamp_seconds`.
+    pub fn publish_expiry(&self, metrics: &Metrics) {
+        if let Some(t) = self.not_after() {
+            metrics
+                .tls_certificate_expiry
+                .with_label_values(&["proxy"])
+                .set(t);
+        }
     }
 }
 

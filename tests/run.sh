@@ -22,6 +22,8 @@ command -v patch >/dev/null 2>&1 || need_apt+=(patch)
 command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
 # tests/it/cli.rs renders `oidc-gateway man` with man(1).
 command -v man >/dev/null 2>&1 || need_apt+=(man-db)
+# tests/it/monitoring.rs checks contrib/ with promtool and a Prometheus server of its own.
+command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "== installing ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive

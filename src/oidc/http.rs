@@ -185,6 +185,13 @@ impl ProviderHttp {
                 .with_label_values(&labels)
                 .inc();
         }
+        // Up unless it could not be reached or failed itself: a 4xx (a bad code, say) is the
+        // provider working as it should.
+        let up = !result.as_ref().err().is_some_and(CallError::is_unavailable);
+        self.metrics
+            .provider_up
+            .with_label_values(&[self.provider.as_str()])
+            .set(i64::from(up));
         result
     }
 }
@@ -215,5 +222,23 @@ impl WithoutUrl for reqwest::Error {
             text = text.replace(url.as_str(), "<url>");
         }
         text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Endpoint;
+
+    /// The metrics create each endpoint's error series up front from their own list.
+    #[test]
+    fn the_metrics_know_every_endpoint_label() {
+        let labels = [
+            Endpoint::Discovery,
+            Endpoint::Jwks,
+            Endpoint::Token,
+            Endpoint::Userinfo,
+        ]
+        .map(Endpoint::label);
+        assert_eq!(labels, crate::metrics::PROVIDER_ENDPOINTS);
     }
 }

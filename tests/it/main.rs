@@ -14,6 +14,7 @@ mod hardening;
 mod headers;
 mod id_token;
 mod login_flow;
+mod monitoring;
 mod nginx;
 mod observability;
 mod oidc_provider;
