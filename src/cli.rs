@@ -1,4 +1,5 @@
-//! The command line: `run`, `check`, `keygen`, `demo`, and `completions` / `man` for packagers,
+//! The command line: `run`, `check`, `keygen`, `demo`, and `completions` / `man` / `schema` for
+//! packagers and editors,
 //! each a small handler that returns the process exit code.
 
 use std::io::{self, Write};
@@ -69,6 +70,8 @@ pub enum Command {
     },
     /// Print the man page (roff) on stdout, e.g. `oidc-gateway man | man -l -`.
     Man,
+    /// Print the JSON Schema of the config file (for TOML language servers such as taplo).
+    Schema,
 }
 
 /// Runs the parsed command.
@@ -102,6 +105,13 @@ pub fn main(cli: Cli) -> ExitCode {
         }
         Command::Completions { shell } => completions(shell, &mut io::stdout()),
         Command::Man => man(&mut io::stdout()),
+        Command::Schema => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&crate::config::schema()).unwrap_or_default()
+            );
+            ExitCode::SUCCESS
+        }
     }
 }
 
@@ -176,7 +186,7 @@ fn files_section(out: &mut dyn Write) -> io::Result<()> {
         out,
         ".SH FILES\n.TP\n/etc/oidc\\-gateway/gateway.toml\nThe configuration (TOML). \
          Check it with \\fBoidc\\-gateway check\\fR; its JSON Schema is \
-         /usr/share/doc/oidc\\-gateway/config.schema.json.\n.TP\n\
+         /usr/share/oidc\\-gateway/config.schema.json.\n.TP\n\
          /usr/lib/systemd/system/oidc\\-gateway.service\nThe hardened systemd unit; \
          \\fBsystemctl reload oidc\\-gateway\\fR applies a changed configuration.\n\
          .SH ENVIRONMENT\n.TP\nRUST_LOG\nLog filter (default info), e.g. \

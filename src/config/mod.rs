@@ -18,6 +18,7 @@ use ipnet::IpNet;
 use url::Url;
 
 use crate::claims::ClaimPath;
+pub use raw::schema;
 pub use secrets::Secret;
 pub use validate::{parse_str, Problem, Problems};
 

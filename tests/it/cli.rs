@@ -264,6 +264,17 @@ async fn the_demo_serves_a_login_with_nhs_shaped_identity() {
     );
 }
 
+/// The binary's commands, as the man page and completions must know them.
+const COMMANDS: [&str; 7] = [
+    "run",
+    "check",
+    "keygen",
+    "demo",
+    "completions",
+    "man",
+    "schema",
+];
+
 /// Every flag each command accepts (read off its `--help`), so tests compare against the parser
 /// itself rather than a list that could drift with it.
 fn long_flags_of(command: &[&str]) -> Vec<String> {
@@ -299,7 +310,7 @@ fn the_man_page_renders_and_documents_every_command_and_flag() {
     );
     // man(1) hyphenates and joins lines; compare on text with the hyphenation taken out.
     let text = String::from_utf8_lossy(&rendered.stdout).replace("‐\n", "");
-    for command in ["run", "check", "keygen", "demo", "completions", "man"] {
+    for command in COMMANDS {
         assert!(
             text.contains(&format!("oidc-gateway {command} ")),
             "no synopsis for {command}:\n{text}"
@@ -343,7 +354,7 @@ fn bash_completion_completes_commands_and_flags() {
         String::from_utf8(out.stdout).unwrap()
     };
     let commands = complete("oidc-gateway ''");
-    for command in ["run", "check", "keygen", "demo", "completions", "man"] {
+    for command in COMMANDS {
         assert!(
             commands.split_whitespace().any(|w| w == command),
             "{commands}"

@@ -24,6 +24,7 @@ mod provider_down;
 mod redis_store;
 mod refresh;
 mod reload;
+mod schema;
 mod session_cookie;
 mod systemd;
 mod tls;

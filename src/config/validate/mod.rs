@@ -102,11 +102,16 @@ pub fn parse_str(text: &str, base_dir: Option<&Path>) -> Result<Config, Problems
     {
         Ok(raw) => raw,
         Err(e) => {
+            // A value of the wrong type: name its key, found by where the value sits.
+            let key = e
+                .span()
+                .and_then(|s| key_at(spans.get_ref(), s.start))
+                .unwrap_or_default();
             return Err(Problems::single(Problem::new(
-                "",
+                &key,
                 e.span().map(|s| lines.line_of(s.start)),
                 e.message().to_owned(),
-            )))
+            )));
         }
     };
     let mut v = Validator {
@@ -127,6 +132,29 @@ pub fn parse_str(text: &str, base_dir: Option<&Path>) -> Result<Config, Problems
         }
     }
     Err(Problems(v.problems))
+}
+
+/// The dotted key path (`session.secure`, `route[1].headers.X-Auth-Sub`) whose value holds byte
+/// `offset` of the file.
+fn key_at(table: &toml::de::DeTable<'_>, offset: usize) -> Option<String> {
+    table
+        .iter()
+        .find_map(|(k, v)| value_key_at(v, offset).map(|rest| format!("{}{rest}", k.get_ref())))
+}
+
+fn value_key_at(value: &toml::Spanned<toml::de::DeValue<'_>>, offset: usize) -> Option<String> {
+    use toml::de::DeValue;
+    let inner = match value.get_ref() {
+        DeValue::Table(t) => t.iter().find_map(|(k, v)| {
+            value_key_at(v, offset).map(|rest| format!(".{}{rest}", k.get_ref()))
+        }),
+        DeValue::Array(a) => a
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| value_key_at(v, offset).map(|rest| format!("[{i}]{rest}"))),
+        _ => None,
+    };
+    inner.or_else(|| value.span().contains(&offset).then(String::new))
 }
 
 fn path_key(path: &serde_ignored::Path<'_>) -> String {

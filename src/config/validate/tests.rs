@@ -385,3 +385,33 @@ fn the_redis_store_needs_a_redis_url_and_keeps_its_password_out_of_messages() {
     assert!(c.warnings.iter().any(|w| w.key == "session.redis_url"));
     assert_eq!(c.session.store, SessionStoreKind::Cookie);
 }
+
+#[test]
+fn a_value_of_the_wrong_type_is_named_by_its_key_path() {
+    let cases = [
+        (
+            "listen = \"127.0.0.1:8080\"",
+            "threads = \"four\"",
+            "server.threads",
+        ),
+        (
+            "client_id = \"client\"",
+            "client_id = 42",
+            "providers.cis2.client_id",
+        ),
+        (
+            "path = \"/\"",
+            "path = \"/\"\nstrip_prefix = \"no\"",
+            "route[0].strip_prefix",
+        ),
+    ];
+    for (from, to, key) in cases {
+        let p = problems(&MINIMAL.replacen(from, to, 1));
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(p[0].key, key);
+        assert!(
+            p[0].line.is_some() && p[0].message.contains("invalid type"),
+            "{p:?}"
+        );
+    }
+}
