@@ -24,11 +24,18 @@ command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
 command -v man >/dev/null 2>&1 || need_apt+=(man-db)
 # tests/it/monitoring.rs checks contrib/ with promtool and a Prometheus server of its own.
 command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
+# tests/package.sh: the Debian package, checked with lintian and installed with dpkg --root.
+command -v lintian >/dev/null 2>&1 || need_apt+=(lintian)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "== installing ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+# packaging/build-deb.sh builds the package with cargo-deb.
+if ! cargo deb --version >/dev/null 2>&1; then
+  echo "== cargo install cargo-deb"
+  cargo install cargo-deb --locked --quiet
 fi
 # The certified OpenID Provider (oidc-provider) and playwright-core, from the lock file.
 if [ ! -d tests/interop/op/node_modules ]; then
@@ -67,3 +74,6 @@ if [ $failed -ne 0 ]; then
   echo "1 passed, 1 failed: an example config does not pass oidc-gateway check"
   exit 1
 fi
+
+echo "== the Debian package (tests/package.sh)"
+bash tests/package.sh

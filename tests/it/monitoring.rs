@@ -368,3 +368,32 @@ async fn process_metrics_report_cpu_memory_and_file_descriptors() {
             .is_some()
     );
 }
+
+/// docs/monitor.md describes what the files hold: every alert and every panel, by name.
+#[test]
+fn the_monitor_page_lists_every_alert_and_panel() {
+    let page =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/monitor.md"))
+            .unwrap();
+    let rules = std::fs::read_to_string(contrib("prometheus/alerts.yml")).unwrap();
+    let alerts: Vec<&str> = rules
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- alert: "))
+        .collect();
+    assert_eq!(alerts.len(), 9);
+    for alert in alerts {
+        assert!(
+            page.contains(&format!("`{alert}`")),
+            "{alert} is not in docs/monitor.md"
+        );
+    }
+    let text = std::fs::read_to_string(contrib("grafana/oidc-gateway.json")).unwrap();
+    let dashboard: Value = serde_json::from_str(&text).unwrap();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        let title = panel["title"].as_str().unwrap();
+        assert!(
+            page.contains(title),
+            "panel {title:?} is not in docs/monitor.md"
+        );
+    }
+}
