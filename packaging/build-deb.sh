@@ -37,18 +37,18 @@ mkdir -p "$out"
 
 # A substitution that no longer matches its source must stop the build, not ship the old text.
 replace() { # file from to
-  grep -qF -- "$2" "$1" || { echo "build-deb.sh: '$2' not found in $1" >&2; exit 1; }
   python3 - "$@" <<'PY'
 import sys
 path, old, new = sys.argv[1:4]
 text = open(path).read()
+if old not in text:
+    sys.exit(f"build-deb.sh: {old!r} not found in {path}")
 open(path, "w").write(text.replace(old, new))
 PY
 }
 
-# The unit runs the packaged binary.
+# The unit runs the packaged binary; its install notes describe the package.
 cp systemd/oidc-gateway.service "$out/oidc-gateway.service"
-replace "$out/oidc-gateway.service" "/usr/local/bin/oidc-gateway" "/usr/bin/oidc-gateway"
 replace "$out/oidc-gateway.service" "#   install -m 0755 target/release/oidc-gateway /usr/local/bin/oidc-gateway
 #   install -d -m 0755 /etc/oidc-gateway
 #   install -m 0644 gateway.toml /etc/oidc-gateway/gateway.toml    # no secrets inside
@@ -59,8 +59,9 @@ replace "$out/oidc-gateway.service" "#   install -m 0755 target/release/oidc-gat
 "#   (installed by the oidc-gateway package, which made /etc/oidc-gateway/cookie-key)
 #   edit /etc/oidc-gateway/gateway.toml: your provider, public_url and routes
 #   install -m 0600 client-secret /etc/oidc-gateway/client-secret
-#   oidc-gateway check --config /etc/oidc-gateway/gateway.toml
+#   CREDENTIALS_DIRECTORY=/etc/oidc-gateway oidc-gateway check --config /etc/oidc-gateway/gateway.toml
 #   systemctl enable --now oidc-gateway"
+replace "$out/oidc-gateway.service" "/usr/local/bin/oidc-gateway" "/usr/bin/oidc-gateway"
 
 # The conffile: the annotated example, with its secrets read from the files systemd hands the
 # service (LoadCredential= in the unit) instead of environment variables.
@@ -68,5 +69,12 @@ cp config/gateway.example.toml "$out/gateway.toml"
 replace "$out/gateway.toml" "#:schema ../docs/config.schema.json" "#:schema /usr/share/oidc-gateway/config.schema.json"
 replace "$out/gateway.toml" 'keys = ["${GATEWAY_COOKIE_KEY}"]' 'keys_file = "${CREDENTIALS_DIRECTORY}/cookie-key"'
 replace "$out/gateway.toml" 'client_secret = "${OIDC_CLIENT_SECRET}"' 'client_secret_file = "${CREDENTIALS_DIRECTORY}/client-secret"'
+
+# The examples, installed as documentation, name the installed schema.
+mkdir -p "$out/examples"
+for f in config/*.example.toml; do
+  cp "$f" "$out/examples/"
+  replace "$out/examples/$(basename "$f")" "#:schema ../docs/config.schema.json" "#:schema /usr/share/oidc-gateway/config.schema.json"
+done
 
 cargo deb --no-build --profile "$profile" --no-default-features --locked --output "$target/debian/"

@@ -6,6 +6,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use clap::builder::TypedValueParser;
 use clap::{CommandFactory, Parser, Subcommand};
 use clap_complete::Shell;
 use clap_mangen::Man;
@@ -49,7 +50,7 @@ pub enum Command {
         #[arg(long)]
         jwk: bool,
         /// Signature algorithm of the key.
-        #[arg(long, default_value = "RS256", requires = "jwk")]
+        #[arg(long, default_value = "RS256", requires = "jwk", value_parser = alg_parser())]
         alg: JwkAlg,
         /// Where to write the private key (PEM, mode 0600; never overwritten).
         #[arg(long, requires = "jwk")]
@@ -57,6 +58,7 @@ pub enum Command {
     },
     /// A self-contained demo on loopback: a development provider with NHS CIS2-shaped users, an
     /// echo upstream and the gateway.
+    #[cfg_attr(not(feature = "demo"), command(hide = true))]
     Demo {
         /// Port of the gateway; the provider uses the next one, the echo upstream the one after,
         /// the admin listener port + 10.
@@ -115,6 +117,12 @@ pub fn main(cli: Cli) -> ExitCode {
     }
 }
 
+/// `--alg` values as the parser, man page and completions list them.
+fn alg_parser() -> impl TypedValueParser<Value = JwkAlg> {
+    clap::builder::PossibleValuesParser::new(JwkAlg::ALL.map(JwkAlg::as_str))
+        .try_map(|s| s.parse::<JwkAlg>())
+}
+
 /// A completion script for `shell`.
 fn completions(shell: Shell, out: &mut dyn Write) -> ExitCode {
     let mut script = Vec::new();
@@ -151,7 +159,10 @@ fn man(out: &mut dyn Write) -> ExitCode {
     ] {
         result = result.and_then(|()| part(&page, out));
     }
-    for sub in command.get_subcommands().filter(|s| s.get_name() != "help") {
+    for sub in command
+        .get_subcommands()
+        .filter(|s| s.get_name() != "help" && !s.is_hide_set())
+    {
         result = result.and_then(|()| subcommand_section(sub, out));
     }
     result = result.and_then(|()| files_section(out));

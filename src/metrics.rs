@@ -2,8 +2,10 @@
 //! start with `oidc_gateway_`. Labels are bounded: route names from the config, status codes,
 //! provider names, fixed event and endpoint names; never a raw path, user or token.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
+use prometheus::core::{Collector, MetricVec, MetricVecBuilder};
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
     TextEncoder,
@@ -302,15 +304,25 @@ impl Metrics {
         }
     }
 
-    /// Creates the series of every provider's events and JWKS results and of every route's
-    /// durations at zero, so rates and ratios (and the alerts on them) exist before the first
-    /// event instead of appearing with it.
-    pub fn know<'a>(
-        &self,
-        providers: impl IntoIterator<Item = &'a str>,
-        routes: impl IntoIterator<Item = &'a str>,
-    ) {
-        for provider in providers {
+    /// Keeps the series of these providers and routes only (besides the gateway's own labels),
+    /// and creates each provider's events and JWKS results and each route's durations at zero,
+    /// so that rates and ratios (and the alerts on them) exist before the first event, and a
+    /// provider or route taken out of the config leaves the dashboard with it.
+    pub fn settle(&self, providers: &[&str], routes: &[&str]) {
+        let provider_kept = |p: &str| p == "unknown" || providers.contains(&p);
+        let route_kept = |r: &str| r == "gateway" || r == "unmatched" || routes.contains(&r);
+        retain(&self.auth_events, "provider", &provider_kept);
+        retain(&self.jwks_refresh, "provider", &provider_kept);
+        retain(&self.provider_request_duration, "provider", &provider_kept);
+        retain(&self.provider_errors, "provider", &provider_kept);
+        retain(&self.provider_ready, "provider", &provider_kept);
+        retain(&self.provider_up, "provider", &provider_kept);
+        retain(&self.session_cookie_bytes, "provider", &provider_kept);
+        retain(&self.backchannel_logouts, "provider", &provider_kept);
+        retain(&self.requests, "route", &route_kept);
+        retain(&self.request_duration, "route", &route_kept);
+        retain(&self.upstream_duration, "route", &route_kept);
+        for &provider in providers {
             for event in AuthEvent::ALL {
                 self.auth_events
                     .with_label_values(&[provider, event.label()]);
@@ -324,7 +336,7 @@ impl Metrics {
                     .with_label_values(&[provider, endpoint]);
             }
         }
-        for route in routes {
+        for &route in routes {
             self.request_duration.with_label_values(&[route]);
         }
     }
@@ -385,6 +397,22 @@ impl Metrics {
         families.extend(self.process.gather());
         let _ = TextEncoder::new().encode(&families, &mut out);
         out
+    }
+}
+
+/// Removes the series of `vec` whose `label` is not `kept`.
+fn retain<T: MetricVecBuilder>(vec: &MetricVec<T>, label: &str, kept: &dyn Fn(&str) -> bool) {
+    for family in vec.collect() {
+        for metric in family.get_metric() {
+            let labels: HashMap<&str, &str> = metric
+                .get_label()
+                .iter()
+                .map(|l| (l.name(), l.value()))
+                .collect();
+            if labels.get(label).is_some_and(|v| !kept(v)) {
+                let _ = vec.remove(&labels);
+            }
+        }
     }
 }
 
@@ -461,6 +489,31 @@ mod tests {
             );
         }
         assert!(text.contains("\nprocess_resident_memory_bytes "), "{text}");
+    }
+
+    /// After a reload the series are those of the configured providers and routes: new ones at
+    /// zero, removed ones gone, the gateway's own labels kept.
+    #[test]
+    fn settle_creates_the_configured_series_and_drops_the_rest() {
+        let m = Metrics::new();
+        m.settle(&["old"], &["gone", "app"]);
+        m.request_done("gone", 200, Duration::from_millis(1), None);
+        m.request_done("app", 200, Duration::from_millis(1), None);
+        m.request_done("gateway", 302, Duration::from_millis(1), None);
+        m.auth_event("old", AuthEvent::LoginFailed);
+        m.provider_up.with_label_values(&["old"]).set(0);
+        m.settle(&["dev"], &["app"]);
+        let text = String::from_utf8(m.render()).unwrap();
+        assert!(!text.contains("\"old\""), "{text}");
+        assert!(!text.contains("route=\"gone\""), "{text}");
+        assert!(text.contains("oidc_gateway_requests_total{route=\"app\",status=\"200\"} 1"));
+        assert!(text.contains("oidc_gateway_requests_total{route=\"gateway\",status=\"302\"} 1"));
+        assert!(text
+            .contains("oidc_gateway_auth_events_total{event=\"login_failed\",provider=\"dev\"} 0"));
+        assert!(
+            text.contains("oidc_gateway_jwks_refresh_total{provider=\"dev\",result=\"error\"} 0")
+        );
+        assert!(text.contains("oidc_gateway_request_duration_seconds_count{route=\"app\"} 1"));
     }
 
     #[test]

@@ -118,20 +118,6 @@ impl Reloader {
             cert.reload(files)?;
             cert.publish_expiry(&self.metrics);
         }
-        for gone in old
-            .providers
-            .iter()
-            .filter(|o| !new.providers.iter().any(|p| p.oidc.name() == o.oidc.name()))
-        {
-            let _ = self
-                .metrics
-                .provider_ready
-                .remove_label_values(&[gone.oidc.name()]);
-            let _ = self
-                .metrics
-                .provider_up
-                .remove_label_values(&[gone.oidc.name()]);
-        }
         for p in &new.providers {
             self.metrics
                 .provider_ready
@@ -205,6 +191,8 @@ impl BackgroundService for Reloader {
                             tracing::error!(error = %e, "reload refused; the running configuration stays");
                         }
                     }
+                    // A refused reload may have loaded providers it never put to use.
+                    self.state.load().settle_metrics(&self.metrics);
                 }
                 _ = shutdown.changed() => return,
             }

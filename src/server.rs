@@ -71,6 +71,7 @@ pub fn prepare(config: Config) -> Result<(Arc<ArcSwap<GatewayState>>, Metrics), 
             ),
         }
     }
+    state.settle_metrics(&metrics);
     Ok((Arc::new(ArcSwap::from_pointee(state)), metrics))
 }
 

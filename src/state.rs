@@ -80,6 +80,20 @@ pub enum StateError {
 }
 
 impl GatewayState {
+    /// Makes the metrics show this state's providers and routes: their series exist (at zero),
+    /// and those of providers and routes no longer configured are gone. Called once the state
+    /// is live: at start-up and after every reload attempt, refused ones included.
+    pub fn settle_metrics(&self, metrics: &Metrics) {
+        let providers: Vec<&str> = self
+            .config
+            .providers
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect();
+        let routes: Vec<&str> = self.config.routes.iter().map(|r| r.name.as_str()).collect();
+        metrics.settle(&providers, &routes);
+    }
+
     /// Builds the state; fails only when a private key cannot be used.
     pub fn new(config: Config, metrics: &Metrics) -> Result<GatewayState, StateError> {
         GatewayState::reusing(config, metrics, &[], None)
@@ -167,10 +181,6 @@ impl GatewayState {
                 kept_paths,
             })
             .collect();
-        metrics.know(
-            config.providers.iter().map(|p| p.name.as_str()),
-            config.routes.iter().map(|r| r.name.as_str()),
-        );
         Ok(GatewayState {
             assertions,
             upstreams,

@@ -40,11 +40,12 @@ check "lintian reports no warnings either" [ -z "$(echo "$lintian_out" | grep '^
 
 echo "== dpkg --root $root -i"
 # An empty dpkg database of its own. Scripts run on this machine with DPKG_ROOT set
-# (--force-script-chrootless), so a systemctl on PATH that only records its calls shows
-# whether the package tried to start or enable anything.
+# (--force-script-chrootless): deb-systemd-helper (which honours DPKG_ROOT) is the real one and
+# keeps its state under the root; systemctl, deb-systemd-invoke and invoke-rc.d only record their
+# calls, so that nothing reaches this machine's services and the test sees what was asked.
 mkdir -p "$root/var/lib/dpkg/info" "$root/var/lib/dpkg/updates" "$root/var/log"
 touch "$root/var/lib/dpkg/status" "$root/var/lib/dpkg/available"
-for tool in systemctl deb-systemd-helper deb-systemd-invoke invoke-rc.d; do
+for tool in systemctl deb-systemd-invoke invoke-rc.d; do
   printf '#!/bin/sh\necho "%s $*" >> %s/calls\n' "$tool" "$bin_dir" > "$bin_dir/$tool"
   chmod +x "$bin_dir/$tool"
 done
@@ -96,8 +97,11 @@ check "bash completion loads and completes commands" \
   bash -c "source '$root/usr/share/bash-completion/completions/oidc-gateway' &&
            COMP_WORDS=(oidc-gateway ch) COMP_CWORD=1 && _oidc__gateway oidc-gateway ch oidc-gateway &&
            [ \"\${COMPREPLY[*]}\" = check ]"
-check "the conffile names the installed schema" \
-  sh -c "head -1 '$conf' | grep -qx '#:schema /usr/share/oidc-gateway/config.schema.json'"
+check "the conffile and the installed examples name the installed schema" \
+  sh -c "head -qn1 '$conf' '$root'/usr/share/doc/oidc-gateway/examples/*.example.toml |
+         grep -vx '#:schema /usr/share/oidc-gateway/config.schema.json' | wc -l | grep -qx 0"
+check "the unit's install notes are the package's" \
+  sh -c "grep -q 'installed by the oidc-gateway package' '$unit' && ! grep -q 'install -m 0755 target' '$unit'"
 
 # The service's view: the credentials systemd would hand it. Without the client secret, `check`
 # (the unit's ExecStartPre=) refuses to start; with it, the installed config passes.
@@ -109,7 +113,10 @@ echo "example-secret" > "$creds/client-secret"
 check "with the credentials in place the installed config passes check" \
   sh -c "CREDENTIALS_DIRECTORY='$creds' '$installed' check --config '$conf'"
 check "the package neither started nor enabled the service" \
-  sh -c "! grep -Eq '(start|enable|restart)( |$)' '$bin_dir/calls' 2>/dev/null"
+  sh -c "! grep -Eq '(start|enable|restart)( |$)' '$bin_dir/calls' 2>/dev/null &&
+         [ ! -e '$root/etc/systemd/system/multi-user.target.wants/oidc-gateway.service' ]"
+check "the unit is registered with deb-systemd-helper (so purge can clean up after it)" \
+  [ -e "$root/var/lib/systemd/deb-systemd-helper-enabled/oidc-gateway.service.dsh-also" ]
 check "this machine's own /etc was not touched" [ "$(ls -d /etc/oidc-gateway 2>/dev/null || true)" = "$host_etc_before" ]
 
 echo "== reinstall with an edited conffile"
@@ -119,10 +126,24 @@ dpkg_root -i "$deb" > "$root/reinstall.log" 2>&1 || { cat "$root/reinstall.log";
 check "the operator's edit of gateway.toml survives" grep -q "edited by the operator" "$conf"
 check "the cookie key is kept (sessions survive upgrades)" [ "$(cat "$root/etc/oidc-gateway/cookie-key")" = "$key_before" ]
 
-echo "== dpkg --purge"
+echo "== the operator enables the service, then purges the package"
+systemctl --root="$root" enable oidc-gateway.service 2>&1 | sed "s/^/   /"
+wants="$root/etc/systemd/system/multi-user.target.wants/oidc-gateway.service"
+check "enabling made its symlink" [ -L "$wants" ]
 dpkg_root --purge oidc-gateway > "$root/purge.log" 2>&1 || { cat "$root/purge.log"; exit 1; }
-check "purge removes the binary, the unit and /etc/oidc-gateway" \
-  sh -c "[ ! -e '$root/usr/bin/oidc-gateway' ] && [ ! -e '$unit' ] && [ ! -e '$root/etc/oidc-gateway' ]"
+check "purge removes the binary, the unit, the enable symlink and /etc/oidc-gateway" \
+  sh -c "[ ! -e '$root/usr/bin/oidc-gateway' ] && [ ! -e '$unit' ] && [ ! -L '$wants' ] &&
+         [ ! -e '$root/etc/oidc-gateway' ] && [ ! -e '$root/var/lib/oidc-gateway' ]"
+
+echo "== purge keeps a cookie key the operator put in place of the generated one"
+dpkg_root -i "$deb" > "$root/install2.log" 2>&1 || { cat "$root/install2.log"; exit 1; }
+shared_key=$("$root/usr/bin/oidc-gateway" keygen)
+echo "$shared_key" > "$root/etc/oidc-gateway/cookie-key"
+dpkg_root --purge oidc-gateway > "$root/purge2.log" 2>&1 || { cat "$root/purge2.log"; exit 1; }
+check "the replaced key is still there after purge" \
+  sh -c "[ \"\$(cat '$root/etc/oidc-gateway/cookie-key')\" = '$shared_key' ]"
+check "and the package's own files are gone" \
+  sh -c "[ ! -e '$root/etc/oidc-gateway/gateway.toml' ] && [ ! -e '$root/usr/bin/oidc-gateway' ]"
 
 echo "$passed passed, $failed failed (tests/package.sh)"
 [ "$failed" -eq 0 ]

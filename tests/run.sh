@@ -23,7 +23,9 @@ command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
 # tests/it/cli.rs renders `oidc-gateway man` with man(1).
 command -v man >/dev/null 2>&1 || need_apt+=(man-db)
 # tests/it/monitoring.rs checks contrib/ with promtool and a Prometheus server of its own.
-command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
+# (without its recommends: node-exporter would start a service on a machine that runs systemd).
+need_apt_alone=()
+command -v promtool >/dev/null 2>&1 || need_apt_alone+=(prometheus)
 # tests/package.sh: the Debian package, checked with lintian and installed with dpkg --root.
 command -v lintian >/dev/null 2>&1 || need_apt+=(lintian)
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -32,10 +34,16 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
+if [ ${#need_apt_alone[@]} -gt 0 ]; then
+  echo "== installing ${need_apt_alone[*]} (no recommends)"
+  export DEBIAN_FRONTEND=noninteractive
+  [ ${#need_apt[@]} -gt 0 ] || apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need_apt_alone[@]}" >/dev/null
+fi
 # packaging/build-deb.sh builds the package with cargo-deb.
 if ! cargo deb --version >/dev/null 2>&1; then
   echo "== cargo install cargo-deb"
-  cargo install cargo-deb --locked --quiet
+  cargo install cargo-deb --version 3.8.0 --locked --quiet
 fi
 # The certified OpenID Provider (oidc-provider) and playwright-core, from the lock file.
 if [ ! -d tests/interop/op/node_modules ]; then

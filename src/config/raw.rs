@@ -105,7 +105,7 @@ pub struct RawAdmin {
 pub struct RawSession {
     /// Session cookie name (letters, digits, `_`, `-`); also the prefix of chunk and
     /// login-state cookies. Default: "oidc_session".
-    #[schemars(regex(pattern = r"^([A-Za-z0-9_-]+|.*\$\{[A-Za-z_][A-Za-z0-9_]*\}.*)$"))]
+    #[schemars(regex(pattern = r"^([A-Za-z0-9_-]+|.*\$\{[^}]+\}.*)$"))]
     pub cookie_name: Option<String>,
     /// Base64 32-byte keys from `oidc-gateway keygen`; the first encrypts, all decrypt
     /// (rotation). Required, or `keys_file`.
@@ -307,7 +307,7 @@ fn without_null(schema: &mut Schema) {
 }
 
 /// `${NAME}`: any string may come from the environment, so fixed values also allow it.
-const ENV_REFERENCE: &str = r"\$\{[A-Za-z_][A-Za-z0-9_]*\}";
+const ENV_REFERENCE: &str = r"\$\{[^}]+\}";
 
 /// One of `values`, or a value from the environment.
 fn one_of(values: &[&str]) -> Schema {
@@ -320,9 +320,9 @@ fn one_of(values: &[&str]) -> Schema {
 fn duration(_: &mut SchemaGenerator) -> Schema {
     json_schema!({
         "type": "string",
-        "description": "A duration: a number and a unit, e.g. \"500ms\", \"90s\", \"30m\", \"8h\", \"1h 30m\".",
+        "description": "A duration: numbers with units, e.g. \"500ms\", \"90s\", \"1.5m\", \"8h\", \"1h 30m\".",
         "anyOf": [
-            { "pattern": r"^\s*([0-9]+\s*[A-Za-z]+\s*)+$" },
+            { "pattern": r"^\s*(0|([0-9]+(\.[0-9]*)?\s*[A-Za-zµ]+\s*)+)\s*$" },
             { "pattern": ENV_REFERENCE }
         ]
     })

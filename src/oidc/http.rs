@@ -1,6 +1,8 @@
 //! The HTTP client for one provider: timeouts, no redirects (SSRF), and a timing metric per
 //! endpoint. Errors say whether the provider was unreachable (→ 503) or answered badly (→ 401).
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -72,6 +74,8 @@ pub struct ProviderHttp {
     provider: String,
     max_body: usize,
     metrics: Metrics,
+    /// The last call found the provider down (unreachable, timed out, 5xx); `provider_up` is 0.
+    down: Arc<AtomicBool>,
 }
 
 impl ProviderHttp {
@@ -94,7 +98,13 @@ impl ProviderHttp {
             provider: provider.to_owned(),
             max_body,
             metrics,
+            down: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// Whether the last call found the provider down.
+    pub fn is_down(&self) -> bool {
+        self.down.load(Ordering::Relaxed)
     }
 
     /// GET a URL, with an optional bearer token; the body of a 2xx answer.
@@ -188,6 +198,7 @@ impl ProviderHttp {
         // Up unless it could not be reached or failed itself: a 4xx (a bad code, say) is the
         // provider working as it should.
         let up = !result.as_ref().err().is_some_and(CallError::is_unavailable);
+        self.down.store(!up, Ordering::Relaxed);
         self.metrics
             .provider_up
             .with_label_values(&[self.provider.as_str()])

@@ -110,6 +110,12 @@ impl Provider {
 
     /// Keeps the provider loaded: retries with backoff until discovery and keys load, then
     /// refreshes both every `jwks_refresh_interval` (keeping the old ones when that fails).
+    ///
+    /// While the provider is down the refresh is retried with the same backoff instead of an
+    /// interval later, and a call that finds it down (a login's token request, say) brings the
+    /// next check forward: so `provider_up` and `jwks_refresh_total` follow the provider within
+    /// a minute, in both directions, and the alerts on them neither miss an outage nor page for
+    /// an hour after one failed call.
     pub async fn keep_loaded(&self, mut stop: impl FnMut() -> bool) {
         let mut backoff = Duration::from_secs(1);
         // Loaded at start-up already: the first refresh is due one interval from now.
@@ -121,8 +127,12 @@ impl Provider {
             let wait = if std::mem::take(&mut fresh) {
                 self.cfg.jwks_refresh_interval
             } else if self.is_ready() {
-                self.refresh().await;
-                self.cfg.jwks_refresh_interval
+                if self.refresh().await {
+                    backoff = Duration::from_secs(1);
+                    self.cfg.jwks_refresh_interval
+                } else {
+                    next_retry(&mut backoff).min(self.cfg.jwks_refresh_interval)
+                }
             } else {
                 match self.load().await {
                     Ok(()) => {
@@ -135,21 +145,28 @@ impl Provider {
                     }
                     Err(e) => {
                         tracing::warn!(provider = self.name(), error = %e, retry_in = ?backoff, "provider not loaded; retrying");
-                        let w = backoff;
-                        backoff = (backoff * 2).min(Duration::from_secs(60));
-                        w
+                        next_retry(&mut backoff)
                     }
                 }
             };
-            // Sleep in short steps so that shutdown is noticed promptly.
-            let mut left = wait;
-            while !left.is_zero() {
+            // Sleep in short steps so that shutdown, and a call that finds the provider down,
+            // are noticed promptly.
+            let down_before = self.http.is_down();
+            let mut slept = Duration::ZERO;
+            while slept < wait {
                 if stop() {
                     return;
                 }
-                let step = left.min(Duration::from_millis(250));
+                if !down_before && self.http.is_down() && slept >= PROBE_DELAY {
+                    tracing::info!(
+                        provider = self.name(),
+                        "a call found the provider down; checking it now"
+                    );
+                    break;
+                }
+                let step = (wait - slept).min(Duration::from_millis(250));
                 tokio::time::sleep(step).await;
-                left -= step;
+                slept += step;
             }
         }
     }
@@ -167,19 +184,40 @@ impl Provider {
         self.jwks.refetch(&self.http, d.jwks_uri.as_str()).await
     }
 
-    async fn refresh(&self) {
-        match discovery::discover(&self.http, &self.cfg).await {
-            Ok(d) => self.discovered.store(Some(Arc::new(d))),
-            Err(e) => {
-                tracing::warn!(provider = self.name(), error = %e, "discovery refresh failed; keeping the previous document")
+    /// Refreshes discovery and keys; true when both succeeded.
+    async fn refresh(&self) -> bool {
+        let discovered = match discovery::discover(&self.http, &self.cfg).await {
+            Ok(d) => {
+                self.discovered.store(Some(Arc::new(d)));
+                true
             }
-        }
-        if let Some(d) = self.discovered() {
-            if let Err(e) = self.jwks.reload(&self.http, d.jwks_uri.as_str()).await {
+            Err(e) => {
+                tracing::warn!(provider = self.name(), error = %e, "discovery refresh failed; keeping the previous document");
+                false
+            }
+        };
+        let Some(d) = self.discovered() else {
+            return false;
+        };
+        match self.jwks.reload(&self.http, d.jwks_uri.as_str()).await {
+            Ok(_) => discovered,
+            Err(e) => {
                 tracing::warn!(provider = self.name(), error = %e, "JWKS refresh failed; keeping the previous keys");
+                false
             }
         }
     }
+}
+
+/// How long after a failed call elsewhere the provider is checked (a moment, so that a burst of
+/// failing logins makes one check, not one each).
+const PROBE_DELAY: Duration = Duration::from_secs(2);
+
+/// The wait before the next attempt while the provider fails: 1 s, doubling up to a minute.
+fn next_retry(backoff: &mut Duration) -> Duration {
+    let wait = *backoff;
+    *backoff = (*backoff * 2).min(Duration::from_secs(60));
+    wait
 }
 
 fn not_loaded() -> JwksError {

@@ -117,6 +117,29 @@ fn as_prometheus_query(query: &str) -> String {
         .replace("$instance", ".*")
 }
 
+/// The dashboard is generated from contrib/grafana/dashboard.py; the JSON is what it prints.
+#[test]
+fn the_dashboard_json_is_what_its_generator_prints() {
+    let out = Command::new("python3")
+        .arg(contrib("grafana/dashboard.py"))
+        .output()
+        .expect("python3 (tests/run.sh installs it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let generated: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let committed: Value = serde_json::from_str(
+        &std::fs::read_to_string(contrib("grafana/oidc-gateway.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(
+        generated == committed,
+        "run `python3 contrib/grafana/dashboard.py > contrib/grafana/oidc-gateway.json`"
+    );
+}
+
 #[test]
 fn alert_rules_pass_promtool_and_their_unit_tests() {
     let mut check = promtool();
@@ -181,7 +204,7 @@ impl Prometheus {
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .arg("--log.level=warn")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("prometheus.log")).unwrap())
             .spawn()
             .expect("prometheus from Debian's prometheus package (tests/run.sh installs it)");
         Prometheus {
@@ -199,6 +222,11 @@ impl Prometheus {
             .await
             .ok()?;
         resp.json().await.ok()
+    }
+
+    /// What the server logged (warnings and errors), for failure messages.
+    fn log(&self) -> String {
+        std::fs::read_to_string(self._dir.path().join("prometheus.log")).unwrap_or_default()
     }
 
     async fn query(&self, query: &str) -> Value {
@@ -306,7 +334,8 @@ async fn the_dashboard_and_alerts_read_only_what_a_running_gateway_serves() {
     .await;
     assert!(
         scraped,
-        "prometheus did not scrape the gateway's admin listener"
+        "prometheus did not scrape the gateway's admin listener:\n{}",
+        prometheus.log()
     );
     for query in &dashboard {
         if query.starts_with("label_values(") {
@@ -334,7 +363,8 @@ async fn the_dashboard_and_alerts_read_only_what_a_running_gateway_serves() {
     let rules = prometheus.api("rules", &[]).await;
     assert!(
         evaluated,
-        "alert rules not all evaluated without error: {rules:?}"
+        "alert rules not all evaluated without error: {rules:?}\n{}",
+        prometheus.log()
     );
     // Nothing is wrong with this gateway: no alert fires, not even the certificate ones (the test
     // CA's certificate is valid for longer than 14 days).

@@ -119,3 +119,46 @@ async fn discovery_may_live_elsewhere_than_the_issuer_as_on_nhs_spine() {
     let mut b = Browser::new();
     assert_eq!(b.login(&env.url("/"), "alice").await.status, StatusCode::OK);
 }
+
+/// `provider_up` follows the provider in both directions within seconds, even with the hourly
+/// refresh: a login's failed token call makes the gateway check the provider at once and then
+/// retry with backoff (each try counted in `jwks_refresh_total`), so an alert on it neither
+/// misses an outage nor keeps paging for an hour after the provider is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_call_brings_the_provider_check_forward_and_provider_up_follows() {
+    let mut env = Env::start().await;
+    let admin = env.gateway.admin.clone();
+    let up = "oidc_gateway_provider_up{provider=\"dev\"}";
+    let errors = "oidc_gateway_jwks_refresh_total{provider=\"dev\",result=\"error\"}";
+    let successes = "oidc_gateway_jwks_refresh_total{provider=\"dev\",result=\"success\"}";
+    assert_eq!(common::metric(&admin, up).await, Some(1.0));
+    assert_eq!(common::metric(&admin, errors).await, Some(0.0));
+    let loaded = common::metric(&admin, successes).await.unwrap();
+
+    env.stop_provider();
+    let mut b = Browser::new();
+    let first = b.get(&env.url("/")).await;
+    let state = common::query_param(&first.location(), "state").unwrap();
+    let r = b
+        .get(&env.url(&format!("/oauth2/callback?code=x&state={state}")))
+        .await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(common::metric(&admin, up).await, Some(0.0));
+    let checked = eventually(Duration::from_secs(10), async || {
+        common::metric(&admin, errors).await.unwrap_or(0.0) >= 1.0
+    })
+    .await;
+    assert!(
+        checked,
+        "no check of the provider after the failed call:\n{}",
+        env.gateway.logs()
+    );
+
+    env.start_provider().await;
+    let back = eventually(Duration::from_secs(30), async || {
+        common::metric(&admin, up).await == Some(1.0)
+            && common::metric(&admin, successes).await.unwrap_or(0.0) > loaded
+    })
+    .await;
+    assert!(back, "provider_up stayed 0:\n{}", env.gateway.logs());
+}

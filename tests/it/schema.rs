@@ -49,6 +49,7 @@ fn check(toml_text: &str) -> (i32, String) {
         .arg(&file)
         .env("TEST_COOKIE_KEY", oidc_gateway::keygen::cookie_key())
         .env("TEST_AUTH", "client_secret_post")
+        .env("my.store", "cookie")
         .output()
         .unwrap();
     (
@@ -99,14 +100,20 @@ const VALID: &str = r#"
 listen = "127.0.0.1:8080"
 public_url = "https://apps.example.org"
 drain_timeout = "1m 30s"
+upstream_connect_timeout = "1.5s"
+upstream_read_timeout = "0.5m"
 [session]
 keys = ["${TEST_COOKIE_KEY}"]
 same_site = "Lax"
+store = "${my.store}"
+idle_timeout = "1h30m"
+max_lifetime = "8 hours"
 [providers.cis2]
 issuer = "https://connect.example.org/token"
 client_id = "client"
 client_auth = "${TEST_AUTH}"
 client_secret_file = "secret.txt"
+clock_skew = "0"
 [[route]]
 path = "/"
 upstream = "http://127.0.0.1:3000"
