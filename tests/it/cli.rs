@@ -4,7 +4,7 @@ use crate::common;
 
 use std::process::Command;
 
-use common::{free_port, Browser};
+use common::Browser;
 use reqwest::StatusCode;
 
 fn bin() -> Command {
@@ -182,12 +182,8 @@ fn keygen_jwk_writes_a_private_key_and_prints_its_public_jwks() {
 /// The README's first command: `oidc-gateway demo` serves a working login on loopback.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_serves_a_login_with_nhs_shaped_identity() {
-    let port = loop {
-        let p = free_port();
-        if p < 60000 {
-            break p;
-        }
-    };
+    // The demo listens on port, port + 1, port + 2 and port + 10.
+    let port = common::free_ports_at(&[0, 1, 2, 10]);
     let mut child = bin()
         .args(["demo", "--port", &port.to_string()])
         .stdout(std::process::Stdio::piped())

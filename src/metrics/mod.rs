@@ -91,11 +91,11 @@ impl Metrics {
             Ok(r) => r,
             Err(_) => Registry::new(),
         };
-        let requests = IntCounterVec::new(
+        let requests = static_metric(IntCounterVec::new(
             Opts::new("requests_total", "Requests answered, by route and status"),
             &["route", "status"],
-        );
-        let request_duration = HistogramVec::new(
+        ));
+        let request_duration = static_metric(HistogramVec::new(
             HistogramOpts::new(
                 "request_duration_seconds",
                 "Time to answer a request, by route",
@@ -105,19 +105,19 @@ impl Metrics {
                 10.0,
             ]),
             &["route"],
-        );
-        let auth_events = IntCounterVec::new(
+        ));
+        let auth_events = static_metric(IntCounterVec::new(
             Opts::new(
                 "auth_events_total",
                 "Authentication events, by provider and event",
             ),
             &["provider", "event"],
-        );
-        let jwks_refresh = IntCounterVec::new(
+        ));
+        let jwks_refresh = static_metric(IntCounterVec::new(
             Opts::new("jwks_refresh_total", "JWKS fetches, by provider and result"),
             &["provider", "result"],
-        );
-        let provider_request_duration = HistogramVec::new(
+        ));
+        let provider_request_duration = static_metric(HistogramVec::new(
             HistogramOpts::new(
                 "provider_request_duration_seconds",
                 "Time of calls to the provider, by provider and endpoint",
@@ -126,29 +126,29 @@ impl Metrics {
                 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
             ]),
             &["provider", "endpoint"],
-        );
-        let provider_errors = IntCounterVec::new(
+        ));
+        let provider_errors = static_metric(IntCounterVec::new(
             Opts::new(
                 "provider_errors_total",
                 "Failed calls to the provider, by provider and endpoint",
             ),
             &["provider", "endpoint"],
-        );
-        let provider_ready = IntGaugeVec::new(
+        ));
+        let provider_ready = static_metric(IntGaugeVec::new(
             Opts::new(
                 "provider_ready",
                 "1 once the provider's discovery and JWKS have loaded",
             ),
             &["provider"],
-        );
-        let provider_up = IntGaugeVec::new(
+        ));
+        let provider_up = static_metric(IntGaugeVec::new(
             Opts::new(
                 "provider_up",
                 "0 after a call to the provider failed (unreachable, timeout, 5xx), else 1",
             ),
             &["provider"],
-        );
-        let upstream_duration = HistogramVec::new(
+        ));
+        let upstream_duration = static_metric(HistogramVec::new(
             HistogramOpts::new(
                 "upstream_duration_seconds",
                 "Time from choosing the upstream to its response head, by route",
@@ -158,12 +158,12 @@ impl Metrics {
                 10.0, 30.0, 60.0,
             ]),
             &["route"],
-        );
-        let requests_in_flight = IntGauge::new(
+        ));
+        let requests_in_flight = static_metric(IntGauge::new(
             "requests_in_flight",
             "Requests being processed by the proxy listener",
-        );
-        let session_cookie_bytes = HistogramVec::new(
+        ));
+        let session_cookie_bytes = static_metric(HistogramVec::new(
             HistogramOpts::new(
                 "session_cookie_bytes",
                 "Size of the session cookie values written, all chunks together, by provider",
@@ -174,86 +174,39 @@ impl Metrics {
                 256.0, 512.0, 1024.0, 2048.0, 3072.0, 3800.0, 7600.0, 11400.0, 15200.0, 30400.0,
             ]),
             &["provider"],
-        );
-        let config_reloads = IntCounterVec::new(
+        ));
+        let config_reloads = static_metric(IntCounterVec::new(
             Opts::new(
                 "config_reloads_total",
                 "Configuration reloads (SIGHUP), by result",
             ),
             &["result"],
-        );
-        let session_store_up = IntGauge::new(
+        ));
+        let session_store_up = static_metric(IntGauge::new(
             "session_store_up",
             "0 while the session store (Redis) does not answer, else 1",
-        );
-        let session_store_errors = IntCounterVec::new(
+        ));
+        let session_store_errors = static_metric(IntCounterVec::new(
             Opts::new(
                 "session_store_errors_total",
                 "Failed session store (Redis) commands, by operation",
             ),
             &["op"],
-        );
-        let backchannel_logouts = IntCounterVec::new(
+        ));
+        let backchannel_logouts = static_metric(IntCounterVec::new(
             Opts::new(
                 "backchannel_logout_total",
                 "Back-channel logout requests, by provider and result",
             ),
             &["provider", "result"],
-        );
-        let tls_certificate_expiry = IntGaugeVec::new(
+        ));
+        let tls_certificate_expiry = static_metric(IntGaugeVec::new(
             Opts::new(
                 "tls_certificate_expiry_timestamp_seconds",
                 "When the listener's TLS certificate expires (notAfter, Unix time)",
             ),
             &["listener"],
-        );
-        // Registration only fails on duplicate names, which a fresh registry cannot have.
-        let (
-            requests,
-            request_duration,
-            auth_events,
-            jwks_refresh,
-            provider_request_duration,
-            provider_errors,
-            provider_ready,
-        ) = match (
-            requests,
-            request_duration,
-            auth_events,
-            jwks_refresh,
-            provider_request_duration,
-            provider_errors,
-            provider_ready,
-        ) {
-            (Ok(a), Ok(b), Ok(c), Ok(d), Ok(e), Ok(f), Ok(g)) => (a, b, c, d, e, f, g),
-            _ => unreachable!("metric definitions are static and valid"),
-        };
-        let (
-            provider_up,
-            upstream_duration,
-            requests_in_flight,
-            session_cookie_bytes,
-            config_reloads,
-        ) = match (
-            provider_up,
-            upstream_duration,
-            requests_in_flight,
-            session_cookie_bytes,
-            config_reloads,
-        ) {
-            (Ok(a), Ok(b), Ok(c), Ok(d), Ok(e)) => (a, b, c, d, e),
-            _ => unreachable!("metric definitions are static and valid"),
-        };
-        let (session_store_up, session_store_errors, backchannel_logouts, tls_certificate_expiry) =
-            match (
-                session_store_up,
-                session_store_errors,
-                backchannel_logouts,
-                tls_certificate_expiry,
-            ) {
-                (Ok(a), Ok(b), Ok(c), Ok(d)) => (a, b, c, d),
-                _ => unreachable!("metric definitions are static and valid"),
-            };
+        ));
         session_store_up.set(1);
         for result in ["success", "failure"] {
             config_reloads.with_label_values(&[result]);
@@ -276,6 +229,7 @@ impl Metrics {
             Box::new(backchannel_logouts.clone()),
             Box::new(tls_certificate_expiry.clone()),
         ] {
+            // Only a duplicate name fails, which a fresh registry cannot have.
             let _ = registry.register(c);
         }
         let process = Registry::new();
@@ -400,6 +354,14 @@ impl Metrics {
     }
 }
 
+/// A metric built from static names and labels: creating it cannot fail.
+fn static_metric<T>(metric: prometheus::Result<T>) -> T {
+    match metric {
+        Ok(m) => m,
+        Err(e) => unreachable!("metric definitions are static and valid: {e}"),
+    }
+}
+
 /// Removes the series of `vec` whose `label` is not `kept`.
 fn retain<T: MetricVecBuilder>(vec: &MetricVec<T>, label: &str, kept: &dyn Fn(&str) -> bool) {
     for family in vec.collect() {
@@ -467,74 +429,4 @@ impl Default for Metrics {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The contract: every metric of the gateway's own starts with `oidc_gateway_`; only the
-    /// standard `process_*` ones sit beside them.
-    #[test]
-    fn every_name_carries_the_prefix_but_the_standard_process_ones() {
-        let m = Metrics::new();
-        m.requests.with_label_values(&["r", "200"]).inc();
-        m.auth_event("dev", AuthEvent::LoginStarted);
-        let text = String::from_utf8(m.render()).unwrap();
-        assert!(text.contains("oidc_gateway_requests_total{route=\"r\",status=\"200\"} 1"));
-        assert!(text.contains(
-            "oidc_gateway_auth_events_total{event=\"login_started\",provider=\"dev\"} 1"
-        ));
-        for line in text.lines().filter(|l| !l.starts_with('#')) {
-            assert!(
-                line.starts_with("oidc_gateway_") || line.starts_with("process_"),
-                "{line}"
-            );
-        }
-        assert!(text.contains("\nprocess_resident_memory_bytes "), "{text}");
-    }
-
-    /// After a reload the series are those of the configured providers and routes: new ones at
-    /// zero, removed ones gone, the gateway's own labels kept.
-    #[test]
-    fn settle_creates_the_configured_series_and_drops_the_rest() {
-        let m = Metrics::new();
-        m.settle(&["old"], &["gone", "app"]);
-        m.request_done("gone", 200, Duration::from_millis(1), None);
-        m.request_done("app", 200, Duration::from_millis(1), None);
-        m.request_done("gateway", 302, Duration::from_millis(1), None);
-        m.auth_event("old", AuthEvent::LoginFailed);
-        m.provider_up.with_label_values(&["old"]).set(0);
-        m.settle(&["dev"], &["app"]);
-        let text = String::from_utf8(m.render()).unwrap();
-        assert!(!text.contains("\"old\""), "{text}");
-        assert!(!text.contains("route=\"gone\""), "{text}");
-        assert!(text.contains("oidc_gateway_requests_total{route=\"app\",status=\"200\"} 1"));
-        assert!(text.contains("oidc_gateway_requests_total{route=\"gateway\",status=\"302\"} 1"));
-        assert!(text
-            .contains("oidc_gateway_auth_events_total{event=\"login_failed\",provider=\"dev\"} 0"));
-        assert!(
-            text.contains("oidc_gateway_jwks_refresh_total{provider=\"dev\",result=\"error\"} 0")
-        );
-        assert!(text.contains("oidc_gateway_request_duration_seconds_count{route=\"app\"} 1"));
-    }
-
-    #[test]
-    fn in_flight_follows_guards_and_cookie_sizes_count_values_only() {
-        let m = Metrics::new();
-        let a = m.in_flight();
-        let b = m.in_flight();
-        assert_eq!(m.requests_in_flight.get(), 2);
-        drop(a);
-        assert_eq!(m.requests_in_flight.get(), 1);
-        drop(b);
-        assert_eq!(m.requests_in_flight.get(), 0);
-        m.session_written(
-            "dev",
-            &[
-                "s_0=abcd; Path=/; HttpOnly".to_owned(),
-                "s_1=ef; Path=/".to_owned(),
-            ],
-        );
-        let h = m.session_cookie_bytes.with_label_values(&["dev"]);
-        assert_eq!(h.get_sample_count(), 1);
-        assert_eq!(h.get_sample_sum(), 6.0);
-    }
-}
+mod tests;
