@@ -1,5 +1,5 @@
 //! The admin listener: `/metrics` (Prometheus text), `/healthz` (the process serves) and
-//! `/readyz` (every provider's discovery and JWKS have loaded).
+//! `/readyz` (every provider's discovery and JWKS have loaded, and the session store answers).
 
 use std::sync::Arc;
 
@@ -33,14 +33,19 @@ impl ServeHttp for Admin {
                     .filter(|p| !p.oidc.is_ready())
                     .map(|p| p.oidc.name())
                     .collect();
-                if waiting.is_empty() {
-                    (200, "text/plain", b"ready\n".to_vec())
-                } else {
-                    (
+                match (waiting.is_empty(), state.store.not_ready()) {
+                    (true, None) => (200, "text/plain", b"ready\n".to_vec()),
+                    (true, Some(store)) => (503, "text/plain", format!("{store}\n").into_bytes()),
+                    (false, store) => (
                         503,
                         "text/plain",
-                        format!("waiting for providers: {}\n", waiting.join(", ")).into_bytes(),
-                    )
+                        format!(
+                            "waiting for providers: {}\n{}",
+                            waiting.join(", "),
+                            store.map(|s| format!("{s}\n")).unwrap_or_default()
+                        )
+                        .into_bytes(),
+                    ),
                 }
             }
             _ => (404, "text/plain", b"not found\n".to_vec()),

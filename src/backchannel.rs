@@ -1,11 +1,13 @@
 //! OpenID Connect Back-Channel Logout 1.0: the provider POSTs a signed `logout_token` naming
 //! a user (`sub`) or one of their sessions at the provider (`sid`); every matching session is
-//! revoked in the store, so the very next request on any gateway instance is unauthenticated.
+//! revoked: deleted from Redis, or recorded as revoked for cookie sessions (see
+//! `session::revocation`), so the next request with it is unauthenticated.
 //!
 //! The token is validated as §2.6 asks: signature with the provider's JWKS, `iss`, `aud`
 //! (this client), `iat` (recent), `exp` when present, the back-channel `events` member, `sid`
 //! and/or `sub`, no `nonce` (so an ID token cannot pass for a logout token), and a `jti` not
-//! seen before (kept in Redis, so a replay to another instance is refused too).
+//! seen before (kept in Redis when sessions or revocations are there, so a replay to another
+//! instance is refused too).
 
 use std::time::Duration;
 
@@ -16,6 +18,7 @@ use crate::claims::Claims;
 use crate::jws::{JwsError, KeyRing};
 use crate::oidc::Provider;
 use crate::session::redis_store::{Index, RedisStore, StoreUnavailable};
+use crate::session::revocation::{Kind, Revocations, RevokeError};
 
 /// The `events` member that marks a logout token.
 pub const EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
@@ -198,7 +201,12 @@ pub async fn revoke(
         (None, None) => Ok(0),
     };
     match revoked {
-        Ok(n) => Ok(n),
+        Ok(n) => {
+            // Done: from now on the token is a replay. Should this fail, the token stays
+            // "begun", and a replay revokes again: harmless.
+            let _ = store.mark_used(provider, &request.jti, MAX_AGE * 2).await;
+            Ok(n)
+        }
         Err(e) => {
             // Not carried out: the provider's retry of this token must not count as a replay.
             let _ = store.forget_jti(provider, &request.jti).await;
@@ -207,10 +215,41 @@ pub async fn revoke(
     }
 }
 
+/// Records what a validated logout token names for cookie sessions: provider session `sid`
+/// when given, otherwise user `sub` (see `session::revocation`). A replayed `jti` is refused.
+pub async fn revoke_cookies(
+    list: &Revocations,
+    issuer: &str,
+    request: &LogoutRequest,
+    now: u64,
+) -> Result<(), BackchannelError> {
+    let (kind, value) = match (&request.sid, &request.sub) {
+        (Some(sid), _) => (Kind::Sid, sid),
+        (None, Some(sub)) => (Kind::Sub, sub),
+        (None, None) => {
+            return Err(BackchannelError::Refused(
+                "logout_token has neither sub nor sid",
+            ))
+        }
+    };
+    match list.revoke(issuer, kind, value, &request.jti, now).await {
+        Ok(()) => Ok(()),
+        Err(RevokeError::Replayed) => Err(BackchannelError::Refused(
+            "logout_token was already used (jti)",
+        )),
+        Err(RevokeError::Unavailable(e)) => Err(e.into()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn cookie_revocations_remember_a_jti_as_long_as_redis_does() {
+        assert!(crate::session::revocation::JTI_KEEP >= MAX_AGE * 2);
+    }
 
     fn claims(v: Value) -> Claims {
         v.as_object().cloned().unwrap()

@@ -323,6 +323,8 @@ fn renewed(
             Some(t) if keep_hint => Some(t),
             _ => old.id_token_hint.clone(),
         },
+        // A refreshed ID token belongs to the same provider session.
+        sid: old.sid.clone(),
     }
 }
 
@@ -358,6 +360,7 @@ mod tests {
             tokens_expire,
             refresh_token: refresh.map(str::to_owned),
             id_token_hint: None,
+            sid: None,
         }
     }
 

@@ -25,8 +25,14 @@ use tokio::task::JoinHandle;
 use crate::config::{Config, Problems};
 use crate::metrics::Metrics;
 use crate::oidc::{LoadError, Provider};
+use crate::session::redis_store::RedisStore;
+use crate::session::revocation::Revocations;
 use crate::state::{GatewayState, StateError};
 use crate::tls::{ListenerCert, TlsError};
+
+/// How often the session store (Redis) is asked whether it answers, without traffic (and,
+/// with Sentinel, which master the sentinels name).
+const STORE_PROBE: Duration = Duration::from_secs(1);
 
 /// Why a reload was refused (the running state stays).
 #[derive(Debug, thiserror::Error)]
@@ -212,8 +218,49 @@ impl BackgroundService for ProviderSupervisor {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         let mut generation = self.generation.clone();
         let mut running: Vec<(Arc<Provider>, JoinHandle<()>)> = Vec::new();
+        // The Redis store's probe and the shared revocation list's follower, of the current
+        // state (a reload that keeps them keeps their task).
+        let mut store_task: Option<(Arc<RedisStore>, JoinHandle<()>)> = None;
+        let mut list_task: Option<(Arc<Revocations>, JoinHandle<()>)> = None;
         loop {
             let state = self.state.load_full();
+            let redis = state.store.redis_in_use();
+            if store_task
+                .as_ref()
+                .map(|(s, _)| s)
+                .zip(redis)
+                .is_none_or(|(old, new)| !Arc::ptr_eq(old, new))
+            {
+                if let Some((_, task)) = store_task.take() {
+                    task.abort();
+                }
+                store_task = redis.map(|r| {
+                    let weak = Arc::downgrade(r);
+                    (
+                        r.clone(),
+                        tokio::spawn(RedisStore::probe(weak, STORE_PROBE)),
+                    )
+                });
+            }
+            let list = state.store.revocations().filter(|l| l.redis().is_some());
+            if list_task
+                .as_ref()
+                .map(|(l, _)| l)
+                .zip(list)
+                .is_none_or(|(old, new)| !Arc::ptr_eq(old, new))
+            {
+                if let Some((_, task)) = list_task.take() {
+                    task.abort();
+                }
+                list_task = list.map(|l| {
+                    let weak = Arc::downgrade(l);
+                    let watch = shutdown.clone();
+                    (
+                        l.clone(),
+                        tokio::spawn(Revocations::follow(weak, move || *watch.borrow())),
+                    )
+                });
+            }
             running.retain(|(p, task)| {
                 let kept = state.providers.iter().any(|q| Arc::ptr_eq(p, &q.oidc));
                 if !kept {
@@ -240,7 +287,9 @@ impl BackgroundService for ProviderSupervisor {
                 _ = shutdown.changed() => break,
             }
         }
-        for (_, task) in running {
+        let tasks = running.into_iter().map(|(_, t)| t);
+        let tasks = tasks.chain(store_task.map(|(_, t)| t));
+        for task in tasks.chain(list_task.map(|(_, t)| t)) {
             task.abort();
         }
     }

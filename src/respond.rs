@@ -273,15 +273,6 @@ pub fn backchannel_refused(description: &str) -> Reply {
     Reply::new(400, "application/json", body.to_string())
 }
 
-/// 501 for back-channel logout with the cookie store.
-pub fn backchannel_unsupported() -> Reply {
-    Reply::new(
-        501,
-        "application/json",
-        r#"{"error":"not_implemented","error_description":"back-channel logout needs server-side sessions (session.store = \"redis\"); with cookie sessions a session cannot be revoked"}"#,
-    )
-}
-
 /// The answer to a failed login: 503 when the provider is down, 500 when the session cannot be
 /// stored, else 401 with a link to start again.
 pub fn login_failed(err: &LoginError, retry_url: &str) -> Reply {

@@ -9,8 +9,8 @@ use crate::bearer::BearerVerifier;
 use pingora::utils::tls::WrappedX509;
 
 use crate::claims::ClaimPath;
-use crate::config::SessionStoreKind;
 use crate::config::{Config, RouteConfig};
+use crate::config::{RevocationKind, SessionStoreKind};
 use crate::forwarded::IdentityHeaders;
 use crate::jws::KeyRing;
 use crate::metrics::Metrics;
@@ -19,6 +19,8 @@ use crate::oidc::Provider;
 use crate::routing::RouteTable;
 use crate::session::cache::OpenedSessions;
 use crate::session::redis_store::{RedisSetupError, RedisStore};
+use crate::session::revocation::Revocations;
+use crate::session::store::CookieStore;
 use crate::session::{Codec, SessionStore};
 use crate::tls::{upstream_ca, TlsError};
 
@@ -108,13 +110,7 @@ impl GatewayState {
         previous: &[ProviderRuntime],
         previous_store: Option<&SessionStore>,
     ) -> Result<GatewayState, StateError> {
-        let store = match &config.session.store {
-            SessionStoreKind::Cookie => SessionStore::Cookie(Arc::new(OpenedSessions::new())),
-            SessionStoreKind::Redis(cfg) => match previous_store.and_then(SessionStore::redis) {
-                Some(old) if old.config() == cfg => SessionStore::Redis(old.clone()),
-                _ => SessionStore::Redis(Arc::new(RedisStore::new(cfg, metrics.clone())?)),
-            },
-        };
+        let store = build_store(&config, metrics, previous_store)?;
         let oidc = config
             .providers
             .iter()
@@ -228,4 +224,71 @@ fn trust_key(certs: &[Vec<u8>]) -> u64 {
     first.copy_from_slice(&digest[..8]);
     // Never 0, which stands for the system roots.
     u64::from_be_bytes(first).max(1)
+}
+
+/// The session store of `config`. A Redis store whose settings are unchanged is taken over
+/// from `previous` with its connections, and so is the revocation list with its entries.
+fn build_store(
+    config: &Config,
+    metrics: &Metrics,
+    previous: Option<&SessionStore>,
+) -> Result<SessionStore, StateError> {
+    let session = &config.session;
+    let reuse_redis = |cfg: &crate::config::RedisConfig,
+                       old: Option<&Arc<RedisStore>>|
+     -> Result<Arc<RedisStore>, StateError> {
+        match old {
+            Some(old) if old.config() == cfg => Ok(old.clone()),
+            _ => Ok(Arc::new(RedisStore::new(cfg, metrics.clone())?)),
+        }
+    };
+    Ok(match &session.store {
+        SessionStoreKind::Redis(cfg) => {
+            SessionStore::Redis(reuse_redis(cfg, previous.and_then(SessionStore::redis))?)
+        }
+        SessionStoreKind::Cookie => {
+            let old = previous.and_then(SessionStore::revocations);
+            let redis = match &session.revocation {
+                RevocationKind::Memory => None,
+                RevocationKind::Redis(cfg) => Some(reuse_redis(cfg, old.and_then(|o| o.redis()))?),
+            };
+            let revocations = match old {
+                Some(o)
+                    if o.fits(
+                        session.max_lifetime,
+                        session.max_revocations,
+                        redis.as_ref(),
+                    ) =>
+                {
+                    o.clone()
+                }
+                _ => {
+                    let list = Revocations::new(
+                        session.max_lifetime,
+                        session.max_revocations,
+                        redis,
+                        metrics.clone(),
+                    );
+                    if let Some(o) = old {
+                        list.inherit(o);
+                    }
+                    Arc::new(list)
+                }
+            };
+            SessionStore::Cookie(Arc::new(CookieStore {
+                opened: OpenedSessions::new(),
+                revocations,
+                registrations: config
+                    .providers
+                    .iter()
+                    .map(|p| (p.name.clone(), registration(&p.issuer, &p.client_id)))
+                    .collect(),
+            }))
+        }
+    })
+}
+
+/// The name of a client registration at an issuer, which cookie revocations are recorded under.
+pub fn registration(issuer: &str, client_id: &str) -> String {
+    format!("{issuer}\0{client_id}")
 }

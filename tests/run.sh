@@ -11,8 +11,10 @@ command -v cmake >/dev/null 2>&1 || need_apt+=(cmake)   # pingora's zlib-ng buil
 [ -x /usr/bin/chromedriver ] || need_apt+=(chromium-driver)
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs npm)
 [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null 2>&1 || need_apt+=(nginx)   # tests/it/nginx.rs (auth_request)
-# tests/it/redis_store.rs starts its own redis-server processes on loopback ports.
+# tests/it/redis_store.rs, revocation.rs and redis_ha.rs start their own redis-server processes
+# on loopback ports: single servers, a Sentinel group and a six-node Cluster.
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+command -v redis-sentinel >/dev/null 2>&1 || need_apt+=(redis-sentinel)
 # tests/it/paths.rs puts Debian's Tomcat 10 (started by the test on a loopback port) behind the gateway.
 [ -f /usr/share/tomcat10/bin/bootstrap.jar ] || need_apt+=(tomcat10)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)

@@ -133,6 +133,7 @@ pub fn session(config: &Config, full: &Claims, hint: bool) -> Session {
         tokens_expire: Some(4_000_000_000 + 300),
         refresh_token: None,
         id_token_hint: hint.then(|| id_token_like(&id_claims)),
+        sid: Some("0b3c1f6e-5a8d-4c2e-9f7a-2d6e8b1a4c30".into()),
     }
 }
 

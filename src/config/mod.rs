@@ -87,14 +87,19 @@ pub enum SessionStoreKind {
     /// The cookie is the session (sealed, chunked when large).
     Cookie,
     /// The cookie holds a sealed random id; the session is in Redis.
-    Redis(RedisConfig),
+    Redis(Box<RedisConfig>),
 }
 
-/// `session.store = "redis"`: where the server-side sessions are kept.
+/// A Redis deployment: where the server-side sessions (or the shared revocations) are kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RedisConfig {
-    /// `redis://` or `rediss://` URL, with user and password when the server wants them.
-    pub url: Secret<String>,
+    pub mode: RedisMode,
+    /// `redis://` or `rediss://` URLs (or one `unix://` path in standalone mode): the server,
+    /// the sentinels, or the cluster nodes to start from. URLs may hold credentials.
+    pub nodes: Secret<Vec<String>>,
+    /// ACL user and password on the Redis servers (besides any in the URLs).
+    pub username: Option<String>,
+    pub password: Option<Secret<String>>,
     /// Prepended to every key, so several gateways (or other apps) can share one Redis.
     pub key_prefix: String,
     /// Every Redis command (and connection attempt) fails after this long: fail closed, fast.
@@ -102,6 +107,30 @@ pub struct RedisConfig {
     /// PEM CA certificates that a `rediss://` server is verified against instead of the
     /// system roots.
     pub ca_file: Option<PathBuf>,
+}
+
+/// How a Redis deployment is reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedisMode {
+    /// One server (`redis_url`, or `mode = "standalone"` with one node).
+    Standalone,
+    /// The nodes are sentinels; they name the current master of `master_name`.
+    Sentinel {
+        master_name: String,
+        username: Option<String>,
+        password: Option<Secret<String>>,
+    },
+    /// The nodes are cluster nodes; the client follows the cluster's slot map.
+    Cluster,
+}
+
+/// With the cookie store: where back-channel logouts are recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RevocationKind {
+    /// In this instance's memory, at most `capacity` entries.
+    Memory,
+    /// In Redis, shared by every instance (each keeps a copy in memory).
+    Redis(Box<RedisConfig>),
 }
 
 /// `SameSite` attribute of the session cookie.
@@ -123,6 +152,10 @@ pub struct SessionConfig {
     pub idle_timeout: Duration,
     pub max_lifetime: Duration,
     pub store: SessionStoreKind,
+    /// Only with `SessionStoreKind::Cookie` (Redis sessions are deleted instead).
+    pub revocation: RevocationKind,
+    /// Most revocations kept in memory; beyond it older cookie sessions are all refused.
+    pub max_revocations: usize,
     pub max_login_states: usize,
     pub max_chunks: usize,
 }

@@ -146,12 +146,53 @@ pub struct RawSession {
     pub redis_ca_file: Option<String>,
     /// Allow redis:// (no TLS) to a host that is not loopback. Default: false.
     pub allow_insecure_redis: Option<bool>,
+    /// A Redis deployment (standalone, Sentinel or Cluster); `redis_url` is the shorthand for
+    /// a standalone server. Used by store = "redis" and by revocation = "redis".
+    pub redis: Option<RawRedis>,
+    /// With store = "cookie": where back-channel logouts are recorded until the sessions they
+    /// end could have expired. "memory" (this instance only) or "redis" (shared by every
+    /// instance through the Redis of `[session.redis]` / `redis_url`). Default: "memory".
+    #[serde(default)]
+    #[schemars(schema_with = "revocation")]
+    pub revocation: Option<String>,
+    /// Most revoked provider sessions and users this instance remembers (10..10000000). When
+    /// more arrive, every older cookie session is refused (fail closed). Default: 100000.
+    #[schemars(range(min = 10, max = 10_000_000))]
+    pub max_revocations: Option<i64>,
     /// Login-state cookies (logins in progress) per browser. Default: 5.
     #[schemars(range(min = 1, max = 20))]
     pub max_login_states: Option<i64>,
     /// Most cookies (about 3800 bytes each) one session may use. Default: 4.
     #[schemars(range(min = 1, max = 8))]
     pub max_chunks: Option<i64>,
+}
+
+/// `[session.redis]`: where Redis is and how to reach it.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields, rename = "Redis")]
+pub struct RawRedis {
+    /// "standalone" (one server), "sentinel" (nodes are the sentinels, which name the master)
+    /// or "cluster" (nodes are some of the cluster's nodes). Default: "standalone".
+    #[serde(default)]
+    #[schemars(schema_with = "redis_mode")]
+    pub mode: Option<String>,
+    /// `redis://host:port` or `rediss://host:port` (TLS) URLs: the server (standalone, exactly
+    /// one), the sentinels, or cluster nodes to discover the cluster from.
+    pub nodes: Option<Vec<String>>,
+    /// Sentinel only (required there): the name the sentinels monitor the master under.
+    pub master_name: Option<String>,
+    /// ACL user on the Redis servers.
+    pub username: Option<String>,
+    /// Password on the Redis servers (or `password_file`).
+    pub password: Option<String>,
+    /// File holding the password on the Redis servers.
+    pub password_file: Option<String>,
+    /// Sentinel only: ACL user on the sentinels.
+    pub sentinel_username: Option<String>,
+    /// Sentinel only: password on the sentinels (or `sentinel_password_file`).
+    pub sentinel_password: Option<String>,
+    /// Sentinel only: file holding the password on the sentinels.
+    pub sentinel_password_file: Option<String>,
 }
 
 /// `[providers.NAME]`: one OpenID provider.
@@ -338,6 +379,14 @@ fn same_site(_: &mut SchemaGenerator) -> Schema {
 
 fn store(_: &mut SchemaGenerator) -> Schema {
     one_of(&["cookie", "redis"])
+}
+
+fn revocation(_: &mut SchemaGenerator) -> Schema {
+    one_of(&["memory", "redis"])
+}
+
+fn redis_mode(_: &mut SchemaGenerator) -> Schema {
+    one_of(&["standalone", "sentinel", "cluster"])
 }
 
 fn client_auth(_: &mut SchemaGenerator) -> Schema {

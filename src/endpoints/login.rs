@@ -244,14 +244,15 @@ pub(super) async fn callback(
         tokens_expire: crate::refresh::tokens_expire(&result.tokens, Some(&result.claims), now),
         refresh_token: result.tokens.refresh_token,
         id_token_hint: keep_hint.then_some(result.id_token),
+        // Back-channel logout finds sessions by the provider's `sid` and by `sub`.
+        sid: result
+            .claims
+            .get("sid")
+            .and_then(|v| v.as_str())
+            .map(str::to_owned),
     };
     let mut user = user;
-    // Back-channel logout finds sessions by the provider's `sid` and by `sub`.
-    let sid = result
-        .claims
-        .get("sid")
-        .and_then(|v| v.as_str())
-        .map(str::to_owned);
+    let sid = user.sid.clone();
     let sub = user.subject().to_owned();
     let mut indexes = vec![(Index::Sub, sub.as_str())];
     if let Some(sid) = &sid {

@@ -11,7 +11,7 @@ use crate::metrics::{AuthEvent, Metrics};
 use crate::request::{query_param, safe_return_path};
 use crate::respond::{self, Reply};
 use crate::session::cookies::{clear_session, delete_cookie};
-use crate::session::RequestCookies;
+use crate::session::{RequestCookies, SessionStore};
 use crate::state::GatewayState;
 
 use super::read_body;
@@ -86,9 +86,6 @@ pub(super) async fn backchannel_logout(
     metrics: &Metrics,
     session: &mut Session,
 ) -> Reply {
-    let Some(redis) = state.store.redis() else {
-        return respond::backchannel_unsupported();
-    };
     let body = match read_body(session, backchannel::MAX_BODY).await {
         Ok(b) => b,
         Err(reason) => {
@@ -112,7 +109,18 @@ pub(super) async fn backchannel_logout(
         let request =
             backchannel::validate(&state.providers[index].logout_keys, provider, &token, now())
                 .await?;
-        let revoked = backchannel::revoke(redis, provider.name(), &request).await?;
+        let revoked = match &state.store {
+            SessionStore::Redis(redis) => {
+                Some(backchannel::revoke(redis, provider.name(), &request).await?)
+            }
+            SessionStore::Cookie(cookies) => {
+                let registration =
+                    crate::state::registration(&provider.cfg.issuer, &provider.cfg.client_id);
+                backchannel::revoke_cookies(&cookies.revocations, &registration, &request, now())
+                    .await?;
+                None
+            }
+        };
         Ok::<_, BackchannelError>((provider.name().to_owned(), request, revoked))
     }
     .await;
@@ -129,7 +137,7 @@ pub(super) async fn backchannel_logout(
                 provider = %provider,
                 sub = request.sub.as_deref().unwrap_or("-"),
                 by = if request.sid.is_some() { "sid" } else { "sub" },
-                sessions = revoked,
+                sessions = revoked.map_or_else(|| "cookies refused".to_owned(), |n| n.to_string()),
                 "back-channel logout: sessions revoked"
             );
             respond::backchannel_done()

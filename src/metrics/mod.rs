@@ -39,6 +39,7 @@ pub struct Metrics {
     pub session_store_up: IntGauge,
     /// Failed session store commands, by operation.
     pub session_store_errors: IntCounterVec,
+    pub revocations: IntGauge,
     /// Back-channel logout requests, by provider and result.
     pub backchannel_logouts: IntCounterVec,
     /// When the listener's certificate expires (Unix seconds); present only with TLS.
@@ -193,6 +194,10 @@ impl Metrics {
             ),
             &["op"],
         ));
+        let revocations = static_metric(IntGauge::new(
+            "session_revocations",
+            "Revoked provider sessions and users this instance refuses cookie sessions of (back-channel logout)",
+        ));
         let backchannel_logouts = static_metric(IntCounterVec::new(
             Opts::new(
                 "backchannel_logout_total",
@@ -226,6 +231,7 @@ impl Metrics {
             Box::new(config_reloads.clone()),
             Box::new(session_store_up.clone()),
             Box::new(session_store_errors.clone()),
+            Box::new(revocations.clone()),
             Box::new(backchannel_logouts.clone()),
             Box::new(tls_certificate_expiry.clone()),
         ] {
@@ -253,6 +259,7 @@ impl Metrics {
             config_reloads,
             session_store_up,
             session_store_errors,
+            revocations,
             backchannel_logouts,
             tls_certificate_expiry,
         }

@@ -86,6 +86,7 @@ mod tests {
             tokens_expire: None,
             refresh_token: None,
             id_token_hint: None,
+            sid: None,
         })
     }
 

@@ -223,6 +223,8 @@ mod tests {
             idle_timeout: Duration::from_secs(1800),
             max_lifetime: Duration::from_secs(8 * 3600),
             store: SessionStoreKind::Cookie,
+            revocation: crate::config::RevocationKind::Memory,
+            max_revocations: 100,
             max_login_states: 5,
             max_chunks: 4,
         }
@@ -245,6 +247,7 @@ mod tests {
             tokens_expire: None,
             refresh_token: None,
             id_token_hint: None,
+            sid: None,
         }
     }
 

@@ -144,6 +144,8 @@ mod tests {
             idle_timeout: Duration::from_secs(60),
             max_lifetime: Duration::from_secs(600),
             store: SessionStoreKind::Cookie,
+            revocation: crate::config::RevocationKind::Memory,
+            max_revocations: 100,
             max_login_states: 3,
             max_chunks: 4,
         }

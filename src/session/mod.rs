@@ -9,6 +9,7 @@ pub mod codec;
 pub mod cookies;
 pub mod login_state;
 pub mod redis_store;
+pub mod revocation;
 pub mod store;
 
 use serde::{Deserialize, Serialize};
@@ -45,6 +46,9 @@ pub struct Session {
     /// The raw ID token, kept only when the provider has an end_session_endpoint.
     #[serde(rename = "h", default, skip_serializing_if = "Option::is_none")]
     pub id_token_hint: Option<String>,
+    /// The provider's session id (`sid`), which back-channel logout names.
+    #[serde(rename = "s", default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
 }
 
 impl std::fmt::Debug for Session {

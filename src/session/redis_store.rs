@@ -4,25 +4,37 @@
 //!
 //! Two sets index the sessions for back-channel logout: `{prefix}sid:{provider}:{hash}` (the
 //! provider's session id) and `{prefix}sub:{provider}:{hash}` (the user); names hold SHA-256
-//! hashes, so no identifier of a user is a key name. A revocation deletes the sessions and the
-//! set in one Lua script, atomically.
+//! hashes, so no identifier of a user is a key name. A revocation deletes the sessions listed
+//! in the set, then takes them out of the set.
 //!
-//! Connections: each worker thread has its own redis-rs `ConnectionManager` (one multiplexed,
-//! pipelined connection that reconnects by itself), created on first use on that thread's
-//! runtime. Together they are the pool: no lock and no cross-thread hop on the request path.
-//! Every command is bounded by `redis_timeout`; a failure is an error the caller turns into a
-//! 503, and the first failure of an episode (and the recovery) is logged once.
+//! No script or transaction touches more than one key, so every operation works unchanged on a
+//! Redis Cluster (a revocation's multi-key `DEL` is split by slot by redis-rs); see
+//! docs/scale-out.md for the key layout.
+//!
+//! Connections: each worker thread has its own connection (redis-rs's `ConnectionManager`, one
+//! multiplexed, pipelined connection that reconnects by itself; for a cluster, its
+//! `ClusterConnection`, which follows the slot map and its changes), created on first use on
+//! that thread's runtime. Together they are the pool: no lock and no cross-thread hop on the
+//! request path. With Sentinel the master the sentinels named is remembered; an error that
+//! says it is gone or demoted (refused, dropped, timed out, `READONLY`) makes the next command
+//! ask the sentinels again. Every command is bounded by `redis_timeout`; a failure is an error
+//! the caller turns into a 503, and the first failure of an episode (and the recovery) is
+//! logged once.
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Script, Value};
+use arc_swap::ArcSwapOption;
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::{ClusterClient, ClusterClientBuilder, ClusterConfig};
+use redis::cluster_async::ClusterConnection;
+use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
+use redis::{Cmd, ConnectionAddr, IntoConnectionInfo, Pipeline, RedisFuture, Script, Value};
 use sha2::{Digest, Sha256};
 
-use crate::config::RedisConfig;
+use crate::config::{RedisConfig, RedisMode};
 use crate::metrics::Metrics;
 
 /// Redis could not answer (down, slow, refused the command). The text is for logs; it never
@@ -37,8 +49,8 @@ pub struct StoreUnavailable {
 /// Why the store could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum RedisSetupError {
-    #[error("session.redis_url: {0}")]
-    Url(String),
+    #[error("Redis node {index}: {reason}")]
+    Url { index: usize, reason: String },
     #[error("session.redis_ca_file {path}: {reason}")]
     Ca { path: String, reason: String },
 }
@@ -72,7 +84,7 @@ pub enum Index {
 
 /// A Redis session store.
 pub struct RedisStore {
-    client: redis::Client,
+    backend: Backend,
     cfg: RedisConfig,
     /// Tells this store's thread-local connections apart from an earlier store's (reload).
     generation: u64,
@@ -85,22 +97,65 @@ pub struct RedisStore {
 static GENERATION: AtomicU64 = AtomicU64::new(1);
 
 thread_local! {
-    /// This thread's connection to each live store.
-    static CONNECTIONS: RefCell<Vec<(u64, Weak<()>, ConnectionManager)>> =
+    /// This thread's connection to each live store: (store generation, master epoch, store
+    /// alive, connection).
+    static CONNECTIONS: RefCell<Vec<ThreadConnection>> =
         const { RefCell::new(Vec::new()) };
 }
 
-/// Deletes every session listed in a set, then the set: `KEYS[1]` the set, `ARGV[1]` the
-/// session key prefix. Returns how many sessions existed.
-const REVOKE: &str = r#"
-local ids = redis.call('SMEMBERS', KEYS[1])
-local n = 0
-for _, id in ipairs(ids) do
-  n = n + redis.call('DEL', ARGV[1] .. id)
-end
-redis.call('DEL', KEYS[1])
-return n
-"#;
+/// (store generation, master epoch, store alive, connection).
+type ThreadConnection = (u64, u64, Weak<()>, Conn);
+
+/// How the store reaches Redis.
+enum Backend {
+    Standalone(redis::Client),
+    Sentinel(Sentinel),
+    Cluster(ClusterClient),
+}
+
+/// The sentinels, and the master they named last.
+struct Sentinel {
+    client: tokio::sync::Mutex<SentinelClient>,
+    /// The current master and its epoch (which changes each time the sentinels are asked
+    /// again, so the threads' connections to an old master are replaced).
+    master: ArcSwapOption<(u64, redis::Client)>,
+    epochs: AtomicU64,
+}
+
+/// One thread's connection.
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
 
 /// Replaces a session only if it is still the version the caller loaded (`ARGV[1]`, the
 /// SHA-1 of the stored value): 1 written, 0 changed meanwhile (left alone), -1 gone.
@@ -128,27 +183,107 @@ impl RedisStore {
     /// A store for `cfg`. Connects lazily: Redis being down at start-up is not an error (the
     /// gateway starts and answers 503 until Redis is reachable).
     pub fn new(cfg: &RedisConfig, metrics: Metrics) -> Result<RedisStore, RedisSetupError> {
-        let url = cfg.url.expose().as_str();
-        let client = match &cfg.ca_file {
-            Some(path) => {
-                let pem = std::fs::read(path).map_err(|e| RedisSetupError::Ca {
-                    path: path.display().to_string(),
-                    reason: e.to_string(),
-                })?;
-                redis::Client::build_with_tls(
-                    url,
-                    redis::TlsCertificates {
-                        client_tls: None,
-                        root_cert: Some(pem),
-                    },
-                )
+        let root_cert = match &cfg.ca_file {
+            Some(path) => Some(std::fs::read(path).map_err(|e| RedisSetupError::Ca {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            })?),
+            None => None,
+        };
+        let certs = || redis::TlsCertificates {
+            client_tls: None,
+            root_cert: root_cert.clone(),
+        };
+        let nodes = cfg.nodes.expose();
+        let url_error = |index: usize| {
+            move |e: redis::RedisError| RedisSetupError::Url {
+                index,
+                reason: describe(&e),
             }
-            None => redis::Client::open(url),
-        }
-        .map_err(|e| RedisSetupError::Url(describe(&e)))?;
+        };
+        let backend = match &cfg.mode {
+            RedisMode::Standalone => {
+                let url = nodes.first().map(String::as_str).unwrap_or_default();
+                let mut info = url.into_connection_info().map_err(url_error(0))?;
+                info = with_credentials(info, cfg);
+                let client = match root_cert {
+                    Some(_) => redis::Client::build_with_tls(info, certs()),
+                    None => redis::Client::open(info),
+                }
+                .map_err(url_error(0))?;
+                Backend::Standalone(client)
+            }
+            RedisMode::Cluster => {
+                let mut builder = ClusterClientBuilder::new(
+                    nodes
+                        .iter()
+                        .enumerate()
+                        .map(|(i, n)| n.as_str().into_connection_info().map_err(url_error(i)))
+                        .collect::<Result<Vec<_>, _>>()?,
+                )
+                .connection_timeout(cfg.timeout)
+                .response_timeout(cfg.timeout)
+                .retries(1)
+                .min_retry_wait(20)
+                .max_retry_wait(200);
+                if let Some(user) = &cfg.username {
+                    builder = builder.username(user);
+                }
+                if let Some(password) = &cfg.password {
+                    builder = builder.password(password.expose());
+                }
+                if root_cert.is_some() {
+                    builder = builder.certs(certs());
+                }
+                Backend::Cluster(builder.build().map_err(url_error(0))?)
+            }
+            RedisMode::Sentinel {
+                master_name,
+                username,
+                password,
+            } => {
+                let mut addrs = Vec::with_capacity(nodes.len());
+                let mut tls = false;
+                for (i, node) in nodes.iter().enumerate() {
+                    let info = node.as_str().into_connection_info().map_err(url_error(i))?;
+                    tls |= matches!(info.addr(), ConnectionAddr::TcpTls { .. });
+                    addrs.push(info.addr().clone());
+                }
+                let mut builder =
+                    SentinelClientBuilder::new(addrs, master_name, SentinelServerType::Master)
+                        .map_err(url_error(0))?;
+                if tls {
+                    builder = builder
+                        .set_client_to_redis_tls_mode(redis::TlsMode::Secure)
+                        .set_client_to_sentinel_tls_mode(redis::TlsMode::Secure);
+                    if root_cert.is_some() {
+                        builder = builder
+                            .set_client_to_redis_certificates(certs())
+                            .set_client_to_sentinel_certificates(certs());
+                    }
+                }
+                if let Some(user) = &cfg.username {
+                    builder = builder.set_client_to_redis_username(user);
+                }
+                if let Some(pw) = &cfg.password {
+                    builder = builder.set_client_to_redis_password(pw.expose());
+                }
+                if let Some(user) = username {
+                    builder = builder.set_client_to_sentinel_username(user);
+                }
+                if let Some(pw) = password {
+                    builder = builder.set_client_to_sentinel_password(pw.expose());
+                }
+                Backend::Sentinel(Sentinel {
+                    client: tokio::sync::Mutex::new(builder.build().map_err(url_error(0))?),
+                    master: ArcSwapOption::empty(),
+                    epochs: AtomicU64::new(0),
+                })
+            }
+        };
         metrics.session_store_up.set(1);
         Ok(RedisStore {
-            client,
+            backend,
             cfg: cfg.clone(),
             generation: GENERATION.fetch_add(1, Ordering::Relaxed),
             alive: Arc::new(()),
@@ -163,46 +298,158 @@ impl RedisStore {
         &self.cfg
     }
 
-    /// This thread's connection, created on first use.
-    fn connection(&self) -> Result<ConnectionManager, StoreUnavailable> {
+    /// This thread's connection, created on first use, and the epoch of the master it goes
+    /// to (Sentinel; 0 otherwise).
+    async fn connection(&self) -> Result<(u64, Conn), StoreUnavailable> {
+        let master = match &self.backend {
+            Backend::Sentinel(sentinel) => Some(self.master(sentinel).await?),
+            _ => None,
+        };
+        let epoch = master.as_ref().map_or(0, |m| m.0);
         CONNECTIONS.with(|cell| {
             let mut conns = cell.borrow_mut();
-            if let Some((_, _, c)) = conns.iter().find(|(g, _, _)| *g == self.generation) {
-                return Ok(c.clone());
+            if let Some((_, _, _, c)) = conns
+                .iter()
+                .find(|(g, e, _, _)| *g == self.generation && *e == epoch)
+            {
+                return Ok((epoch, c.clone()));
             }
-            conns.retain(|(_, alive, _)| alive.strong_count() > 0);
-            let config = ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(self.cfg.timeout))
-                .set_response_timeout(Some(self.cfg.timeout))
-                // One quick retry; beyond that the request fails and the next one tries again.
-                .set_number_of_retries(1)
-                .set_min_delay(Duration::from_millis(20))
-                .set_max_delay(Duration::from_millis(200));
-            let manager = ConnectionManager::new_lazy_with_config(self.client.clone(), config)
-                .map_err(|e| StoreUnavailable {
-                    op: "connect",
-                    reason: describe(&e),
-                })?;
+            conns.retain(|(g, _, alive, _)| alive.strong_count() > 0 && *g != self.generation);
+            let manager = |client: redis::Client| {
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(self.cfg.timeout))
+                    .set_response_timeout(Some(self.cfg.timeout))
+                    // One quick retry; beyond that the request fails and the next one tries again.
+                    .set_number_of_retries(1)
+                    .set_min_delay(Duration::from_millis(20))
+                    .set_max_delay(Duration::from_millis(200));
+                ConnectionManager::new_lazy_with_config(client, config)
+                    .map(Conn::Single)
+                    .map_err(|e| StoreUnavailable {
+                        op: "connect",
+                        reason: describe(&e),
+                    })
+            };
+            let conn = match (&self.backend, master) {
+                (Backend::Standalone(client), _) => manager(client.clone())?,
+                (Backend::Sentinel(_), Some(m)) => manager(m.1.clone())?,
+                (Backend::Sentinel(_), None) => unreachable_master()?,
+                (Backend::Cluster(client), _) => Conn::Cluster(
+                    client.get_pending_async_connection_with_config(
+                        ClusterConfig::new()
+                            .set_connection_timeout(self.cfg.timeout)
+                            .set_response_timeout(self.cfg.timeout),
+                    ),
+                ),
+            };
             conns.push((
                 self.generation,
+                epoch,
                 Arc::downgrade(&self.alive),
-                manager.clone(),
+                conn.clone(),
             ));
-            Ok(manager)
+            Ok((epoch, conn))
         })
+    }
+
+    /// The master the sentinels named, asking them when none is known.
+    async fn master(
+        &self,
+        sentinel: &Sentinel,
+    ) -> Result<Arc<(u64, redis::Client)>, StoreUnavailable> {
+        if let Some(m) = sentinel.master.load_full() {
+            return Ok(m);
+        }
+        // One request asks; the others wait for its answer.
+        let mut client = sentinel.client.lock().await;
+        if let Some(m) = sentinel.master.load_full() {
+            return Ok(m);
+        }
+        let found = tokio::time::timeout(self.cfg.timeout * 4, client.async_get_client())
+            .await
+            .map_err(|_| StoreUnavailable {
+                op: "sentinel",
+                reason: "the sentinels named no master in time".to_owned(),
+            })?
+            .map_err(|e| StoreUnavailable {
+                op: "sentinel",
+                reason: describe(&e),
+            })?;
+        let epoch = sentinel.epochs.fetch_add(1, Ordering::Relaxed) + 1;
+        let master = Arc::new((epoch, found));
+        sentinel.master.store(Some(master.clone()));
+        tracing::info!(epoch, "session store: the sentinels named the Redis master");
+        Ok(master)
+    }
+
+    /// Asks the sentinels which master they name now, and switches to it when it is another
+    /// one: after a failover the old master may accept writes until the sentinels reconfigure
+    /// it, and those would be lost.
+    async fn follow_sentinels(&self, sentinel: &Sentinel) {
+        let Some(current) = sentinel.master.load_full() else {
+            return; // None known: the next command asks.
+        };
+        let Ok(mut client) = sentinel.client.try_lock() else {
+            return; // A request is asking right now.
+        };
+        let found = tokio::time::timeout(self.cfg.timeout * 4, client.async_get_client()).await;
+        let Ok(Ok(found)) = found else {
+            return; // Sentinels or master unreachable: commands fail and say so.
+        };
+        if found.get_connection_info().addr() != current.1.get_connection_info().addr() {
+            let epoch = sentinel.epochs.fetch_add(1, Ordering::Relaxed) + 1;
+            sentinel.master.store(Some(Arc::new((epoch, found))));
+            tracing::warn!(
+                epoch,
+                "session store: the sentinels name another Redis master (failover); switching to it"
+            );
+        }
+    }
+
+    /// After an error that means the master is gone or demoted: ask the sentinels again.
+    fn forget_master(&self, epoch: u64, e: &redis::RedisError) {
+        let Backend::Sentinel(sentinel) = &self.backend else {
+            return;
+        };
+        // READONLY: demoted to a replica; NOREPLICAS: a master cut off from its replicas
+        // (with min-replicas-to-write, the old master after a failover).
+        let gone = e.is_connection_refusal()
+            || e.is_connection_dropped()
+            || e.is_timeout()
+            || e.is_io_error()
+            || matches!(e.code(), Some("READONLY" | "NOREPLICAS" | "MASTERDOWN"));
+        if gone {
+            let current = sentinel.master.load();
+            if current.as_ref().is_some_and(|m| m.0 == epoch) {
+                sentinel.master.store(None);
+            }
+        }
     }
 
     /// Runs one command (or pipeline) with the store's timeout, counting and logging failures.
     async fn run<T, F>(&self, op: &'static str, f: F) -> Result<T, StoreUnavailable>
     where
-        F: AsyncFnOnce(&mut ConnectionManager) -> redis::RedisResult<T>,
+        F: AsyncFnOnce(&mut Conn) -> redis::RedisResult<T>,
     {
-        let outcome = match self.connection() {
-            Ok(mut conn) => match tokio::time::timeout(self.cfg.timeout, f(&mut conn)).await {
-                Ok(Ok(v)) => Ok(v),
-                Ok(Err(e)) => Err(describe(&e)),
-                Err(_) => Err(format!("no answer within {:?}", self.cfg.timeout)),
-            },
+        let outcome = match self.connection().await {
+            Ok((epoch, mut conn)) => {
+                match tokio::time::timeout(self.cfg.timeout, f(&mut conn)).await {
+                    Ok(Ok(v)) => Ok(v),
+                    Ok(Err(e)) => {
+                        self.forget_master(epoch, &e);
+                        Err(describe(&e))
+                    }
+                    Err(_) => {
+                        self.forget_master(
+                            epoch,
+                            &redis::RedisError::from(std::io::Error::from(
+                                std::io::ErrorKind::TimedOut,
+                            )),
+                        );
+                        Err(format!("no answer within {:?}", self.cfg.timeout))
+                    }
+                }
+            }
             Err(e) => Err(e.reason),
         };
         match outcome {
@@ -226,6 +473,33 @@ impl RedisStore {
                 }
                 Err(StoreUnavailable { op, reason })
             }
+        }
+    }
+
+    /// Whether the last command failed (Redis down or unreachable).
+    pub fn is_down(&self) -> bool {
+        self.down.load(Ordering::Relaxed)
+    }
+
+    /// Asks Redis whether it answers (the periodic probe: the store's state is known even
+    /// without traffic, for `/readyz` and `session_store_up`).
+    pub async fn ping(&self) -> Result<(), StoreUnavailable> {
+        if let Backend::Sentinel(sentinel) = &self.backend {
+            self.follow_sentinels(sentinel).await;
+        }
+        self.run("ping", async |c| {
+            redis::cmd("PING").query_async::<()>(c).await
+        })
+        .await
+    }
+
+    /// Pings every `interval` until the task is aborted.
+    pub async fn probe(store: Weak<RedisStore>, interval: Duration) {
+        loop {
+            let Some(this) = store.upgrade() else { return };
+            let _ = this.ping().await;
+            drop(this);
+            tokio::time::sleep(interval).await;
         }
     }
 
@@ -273,25 +547,36 @@ impl RedisStore {
         index_ttl: Duration,
     ) -> Result<(), StoreUnavailable> {
         let key = self.session_key(id);
-        let mut pipe = redis::pipe();
-        pipe.atomic()
-            .cmd("SET")
-            .arg(&key)
-            .arg(sealed)
-            .arg("PX")
-            .arg(millis(ttl))
-            .ignore();
+        // The session first, then its indexes, each index with its expiry in one
+        // single-key transaction: nothing here spans two keys, so it runs on a cluster too.
+        // An index left without its session (a failure in between) is harmless.
+        self.run("create", async |c| {
+            redis::cmd("SET")
+                .arg(&key)
+                .arg(sealed)
+                .arg("PX")
+                .arg(millis(ttl))
+                .query_async::<()>(c)
+                .await
+        })
+        .await?;
         for (index, value) in indexes {
             let set = self.index_key(*index, provider, value);
             // Every member expires within max_lifetime of its login, so the set may too.
-            pipe.cmd("SADD").arg(&set).arg(id).ignore();
-            pipe.cmd("PEXPIRE")
+            let mut pipe = redis::pipe();
+            pipe.atomic()
+                .cmd("SADD")
+                .arg(&set)
+                .arg(id)
+                .ignore()
+                .cmd("PEXPIRE")
                 .arg(&set)
                 .arg(millis(index_ttl))
                 .ignore();
+            self.run("create", async |c| pipe.query_async::<()>(c).await)
+                .await?;
         }
-        self.run("create", async |c| pipe.query_async::<()>(c).await)
-            .await
+        Ok(())
     }
 
     /// Replaces session `id` if it is still at `version` (see [`version`]): a session revoked
@@ -340,18 +625,38 @@ impl RedisStore {
         value: &str,
     ) -> Result<u64, StoreUnavailable> {
         let set = self.index_key(index, provider, value);
-        let prefix = self.session_key("");
+        // Three steps, none spanning two slots: the members, their sessions, then those members
+        // (a login indexed meanwhile stays). Interrupted, the set still names the sessions, and
+        // the provider's retry of the logout finishes the work.
+        let ids: Vec<String> = self
+            .run("revoke", async |c| {
+                redis::cmd("SMEMBERS").arg(&set).query_async(c).await
+            })
+            .await?;
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let keys: Vec<String> = ids.iter().map(|id| self.session_key(id)).collect();
+        let deleted: u64 = self
+            .run("revoke", async |c| {
+                redis::cmd("DEL").arg(&keys).query_async(c).await
+            })
+            .await?;
         self.run("revoke", async |c| {
-            Script::new(REVOKE)
-                .key(&set)
-                .arg(&prefix)
-                .invoke_async::<u64>(c)
+            redis::cmd("SREM")
+                .arg(&set)
+                .arg(&ids)
+                .query_async::<()>(c)
                 .await
         })
-        .await
+        .await?;
+        Ok(deleted)
     }
 
-    /// Records a logout token's `jti`; `false` when it was seen before (a replay).
+    /// Records a logout token's `jti` as being carried out; `false` when it was carried out
+    /// before (a replay). A `jti` whose logout was begun but never finished (Redis went away
+    /// in between) counts as new, so the provider's retry finishes it rather than being
+    /// refused as a replay.
     pub async fn first_use(
         &self,
         provider: &str,
@@ -360,15 +665,40 @@ impl RedisStore {
     ) -> Result<bool, StoreUnavailable> {
         let key = self.jti_key(provider, jti);
         self.run("jti", async |c| {
-            redis::cmd("SET")
+            let set: Option<String> = redis::cmd("SET")
                 .arg(&key)
-                .arg(1)
+                .arg("pending")
                 .arg("NX")
                 .arg("PX")
                 .arg(millis(keep))
-                .query_async::<Option<String>>(c)
+                .query_async(c)
+                .await?;
+            if set.is_some() {
+                return Ok(true);
+            }
+            let state: Option<String> = redis::cmd("GET").arg(&key).query_async(c).await?;
+            Ok(state.as_deref() == Some("pending"))
+        })
+        .await
+    }
+
+    /// Marks a `jti` from [`first_use`](Self::first_use) as carried out: from now on it is a
+    /// replay.
+    pub async fn mark_used(
+        &self,
+        provider: &str,
+        jti: &str,
+        keep: Duration,
+    ) -> Result<(), StoreUnavailable> {
+        let key = self.jti_key(provider, jti);
+        self.run("jti", async |c| {
+            redis::cmd("SET")
+                .arg(&key)
+                .arg("done")
+                .arg("PX")
+                .arg(millis(keep))
+                .query_async::<()>(c)
                 .await
-                .map(|r| r.is_some())
         })
         .await
     }
@@ -381,6 +711,68 @@ impl RedisStore {
             redis::cmd("DEL").arg(&key).query_async::<()>(c).await
         })
         .await
+    }
+
+    /// Appends a revocation to the shared list, trimming entries older than `keep` (no
+    /// session they concern can still be alive).
+    pub async fn add_revocation(
+        &self,
+        entry: &str,
+        keep: Duration,
+    ) -> Result<(), StoreUnavailable> {
+        let key = self.revocations_key();
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or_default();
+        let min_id = now_ms.saturating_sub(millis(keep));
+        self.run("revocations", async |c| {
+            redis::cmd("XADD")
+                .arg(&key)
+                .arg("MINID")
+                .arg("~")
+                .arg(min_id)
+                .arg("*")
+                .arg("e")
+                .arg(entry)
+                .query_async::<()>(c)
+                .await
+        })
+        .await
+    }
+
+    /// Up to `count` revocations appended after stream id `after`: (id, entry).
+    pub async fn revocations_after(
+        &self,
+        after: &str,
+        count: usize,
+    ) -> Result<Vec<(String, String)>, StoreUnavailable> {
+        let key = self.revocations_key();
+        let start = format!("({after}");
+        let reply: redis::streams::StreamRangeReply = self
+            .run("revocations", async |c| {
+                redis::cmd("XRANGE")
+                    .arg(&key)
+                    .arg(&start)
+                    .arg("+")
+                    .arg("COUNT")
+                    .arg(count)
+                    .query_async(c)
+                    .await
+            })
+            .await?;
+        Ok(reply
+            .ids
+            .into_iter()
+            .map(|e| {
+                let text = e.get::<String>("e").unwrap_or_default();
+                (e.id, text)
+            })
+            .collect())
+    }
+
+    fn revocations_key(&self) -> String {
+        format!("{}revocations", self.cfg.key_prefix)
     }
 
     fn jti_key(&self, provider: &str, jti: &str) -> String {
@@ -440,6 +832,26 @@ fn describe(e: &redis::RedisError) -> String {
     } else {
         format!("{:?}: {}", e.kind(), e.detail().unwrap_or("error"))
     }
+}
+
+/// Adds `username`/`password` from the config to a standalone server's connection info.
+fn with_credentials(mut info: redis::ConnectionInfo, cfg: &RedisConfig) -> redis::ConnectionInfo {
+    let mut redis = info.redis_settings().clone();
+    if let Some(user) = &cfg.username {
+        redis = redis.set_username(user);
+    }
+    if let Some(pw) = &cfg.password {
+        redis = redis.set_password(pw.expose());
+    }
+    info = info.set_redis_settings(redis);
+    info
+}
+
+fn unreachable_master() -> Result<Conn, StoreUnavailable> {
+    Err(StoreUnavailable {
+        op: "sentinel",
+        reason: "no master known".to_owned(),
+    })
 }
 
 fn millis(d: Duration) -> u64 {

@@ -1,6 +1,7 @@
 //! Where sessions live: in the cookie itself, or in Redis with a sealed id in the cookie. The
 //! proxy and the endpoints load, save and remove sessions through [`SessionStore`] and never
-//! ask which store it is, except for back-channel logout (which needs server-side sessions).
+//! ask which store it is, except for back-channel logout (which deletes Redis sessions, and
+//! records a revocation for cookie sessions).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,15 +14,36 @@ use super::cache::OpenedSessions;
 use super::codec::Codec;
 use super::cookies::{delete_cookie, open, set_cookie, write_session, RequestCookies, TooLarge};
 use super::redis_store::{version, Index, RedisStore, StoreUnavailable, Update};
+use super::revocation::Revocations;
 use super::{Miss, Session};
 use crate::config::SessionConfig;
 
 /// The configured session store.
 #[derive(Clone)]
 pub enum SessionStore {
-    /// With the sessions it opened recently (see `cache`).
-    Cookie(Arc<OpenedSessions>),
+    Cookie(Arc<CookieStore>),
     Redis(Arc<RedisStore>),
+}
+
+/// Sessions in the cookie itself.
+pub struct CookieStore {
+    /// The sessions opened recently (see `cache`).
+    pub opened: OpenedSessions,
+    /// What back-channel logouts revoked (see `revocation`).
+    pub revocations: Arc<Revocations>,
+    /// Provider name → its registration at the issuer (issuer and client id), which names
+    /// its revocations: a logout token is addressed to one (`iss`, `aud`).
+    pub registrations: Vec<(String, String)>,
+}
+
+impl CookieStore {
+    /// The name revocations of `provider` are recorded under.
+    pub fn registration(&self, provider: &str) -> Option<&str> {
+        self.registrations
+            .iter()
+            .find(|(name, _)| name == provider)
+            .map(|(_, issuer)| issuer.as_str())
+    }
 }
 
 /// Where a loaded session came from: what saving or removing it again needs.
@@ -88,6 +110,38 @@ fn ttl(cfg: &SessionConfig, session: &Session, now: u64) -> Duration {
 }
 
 impl SessionStore {
+    /// Why requests that need a session cannot be answered now, if they cannot (for
+    /// `/readyz`): the session store (Redis) does not answer, or a shared revocation list was
+    /// never read.
+    pub fn not_ready(&self) -> Option<&'static str> {
+        match self {
+            SessionStore::Redis(r) if r.is_down() => {
+                Some("the session store (Redis) does not answer")
+            }
+            SessionStore::Redis(_) => None,
+            // Once read, the list is this instance's own: cookie sessions keep flowing while
+            // Redis is away (only back-channel logouts wait for it).
+            SessionStore::Cookie(c) => (!c.revocations.is_synced())
+                .then_some("the shared revocation list (Redis) is not read yet"),
+        }
+    }
+
+    /// The Redis store this store uses (for sessions, or for a shared revocation list).
+    pub fn redis_in_use(&self) -> Option<&Arc<RedisStore>> {
+        match self {
+            SessionStore::Redis(r) => Some(r),
+            SessionStore::Cookie(c) => c.revocations.redis(),
+        }
+    }
+
+    /// The revocations of the cookie store.
+    pub fn revocations(&self) -> Option<&Arc<Revocations>> {
+        match self {
+            SessionStore::Cookie(c) => Some(&c.revocations),
+            SessionStore::Redis(_) => None,
+        }
+    }
+
     /// The Redis store, when configured.
     pub fn redis(&self) -> Option<&Arc<RedisStore>> {
         match self {
@@ -105,16 +159,21 @@ impl SessionStore {
         cookies: &RequestCookies<'_>,
     ) -> Result<Loaded, LoadError> {
         let redis = match self {
-            SessionStore::Cookie(cache) => {
+            SessionStore::Cookie(store) => {
                 let sealed = cookies.sealed()?;
-                let session = match cache.get(&sealed) {
+                let session = match store.opened.get(&sealed) {
                     Some(s) => s,
                     None => {
                         let s = Arc::new(open(cfg, codec, &sealed)?);
-                        cache.insert(&sealed, s.clone());
+                        store.opened.insert(&sealed, s.clone());
                         s
                     }
                 };
+                if let Some(registration) = store.registration(&session.provider) {
+                    if store.revocations.revoked(registration, &session)? {
+                        return Err(Miss::Revoked.into());
+                    }
+                }
                 return Ok(Loaded {
                     session,
                     handle: Handle::Cookie,

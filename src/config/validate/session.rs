@@ -8,9 +8,11 @@ use base64::Engine;
 use url::Url;
 
 use super::{is_loopback_url, Validator};
-use crate::config::raw::{RawConfig, RawSession};
+use crate::config::raw::{RawConfig, RawRedis, RawSession};
 use crate::config::secrets::{read_secret_file, Secret};
-use crate::config::{RedisConfig, SameSite, ServerConfig, SessionConfig, SessionStoreKind};
+use crate::config::{
+    RedisConfig, RedisMode, RevocationKind, SameSite, ServerConfig, SessionConfig, SessionStoreKind,
+};
 
 impl Validator<'_> {
     pub(super) fn session(
@@ -129,22 +131,34 @@ impl Validator<'_> {
             "session.redis_url_file",
             &s.redis_url_file,
         );
-        let store = match self.opt_string("session.store", &s.store).as_deref() {
-            None | Some("cookie") => {
-                for (key, set) in [
-                    ("session.redis_url", redis_url.is_some()),
-                    ("session.redis_key_prefix", s.redis_key_prefix.is_some()),
-                    ("session.redis_timeout", s.redis_timeout.is_some()),
-                    ("session.redis_ca_file", s.redis_ca_file.is_some()),
-                ] {
-                    if set {
-                        self.warn(key, "is ignored: session.store is \"cookie\"");
-                    }
+        let store_kind = self.opt_string("session.store", &s.store);
+        let revocation_kind = self.opt_string("session.revocation", &s.revocation);
+        let wants_redis = store_kind.as_deref() == Some("redis")
+            || (store_kind.as_deref().is_none_or(|k| k == "cookie")
+                && revocation_kind.as_deref() == Some("redis"));
+        let redis = if wants_redis {
+            self.redis(s, redis_url)
+        } else {
+            for (key, set) in [
+                ("session.redis_url", redis_url.is_some()),
+                ("session.redis", s.redis.is_some()),
+                ("session.redis_key_prefix", s.redis_key_prefix.is_some()),
+                ("session.redis_timeout", s.redis_timeout.is_some()),
+                ("session.redis_ca_file", s.redis_ca_file.is_some()),
+            ] {
+                if set {
+                    self.warn(
+                        key,
+                        "is ignored: neither session.store nor session.revocation is \"redis\"",
+                    );
                 }
-                SessionStoreKind::Cookie
             }
-            Some("redis") => match self.redis(s, redis_url) {
-                Some(r) => SessionStoreKind::Redis(r),
+            None
+        };
+        let store = match store_kind.as_deref() {
+            None | Some("cookie") => SessionStoreKind::Cookie,
+            Some("redis") => match &redis {
+                Some(r) => SessionStoreKind::Redis(Box::new(r.clone())),
                 None => SessionStoreKind::Cookie,
             },
             Some(other) => {
@@ -155,6 +169,34 @@ impl Validator<'_> {
                 SessionStoreKind::Cookie
             }
         };
+        let revocation = match (revocation_kind.as_deref(), &store) {
+            (None, _) => RevocationKind::Memory,
+            (Some(_), SessionStoreKind::Redis(_)) => {
+                self.error(
+                    "session.revocation",
+                    "applies to store = \"cookie\" only: with store = \"redis\" a back-channel logout deletes the sessions themselves",
+                );
+                RevocationKind::Memory
+            }
+            (Some("memory"), _) => RevocationKind::Memory,
+            (Some("redis"), _) => match redis {
+                Some(r) => RevocationKind::Redis(Box::new(r)),
+                None => RevocationKind::Memory,
+            },
+            (Some(other), _) => {
+                self.error(
+                    "session.revocation",
+                    format!("{other:?} is not one of memory, redis"),
+                );
+                RevocationKind::Memory
+            }
+        };
+        let max_revocations = self.count(
+            "session.max_revocations",
+            s.max_revocations,
+            100_000,
+            (10, 10_000_000),
+        );
         let max_login_states =
             self.count("session.max_login_states", s.max_login_states, 5, (1, 20));
         let max_chunks = self.count("session.max_chunks", s.max_chunks, 4, (1, 8));
@@ -166,50 +208,44 @@ impl Validator<'_> {
             idle_timeout,
             max_lifetime,
             store,
+            revocation,
+            max_revocations,
             max_login_states,
             max_chunks,
         })
     }
 
-    /// `[session]` keys of the Redis store (`store = "redis"`).
+    /// The Redis deployment: `redis_url` (standalone shorthand) or `[session.redis]`.
     fn redis(&mut self, s: &RawSession, url: Option<Secret<String>>) -> Option<RedisConfig> {
-        let Some(url) = url else {
-            self.error(
-                "session.redis_url",
-                "is required with store = \"redis\" (or session.redis_url_file)",
-            );
-            return None;
+        let insecure_ok = s.allow_insecure_redis.unwrap_or(false);
+        let (mode, nodes, username, password) = match (url, &s.redis) {
+            (Some(_), Some(_)) => {
+                self.error(
+                    "session.redis",
+                    "set either session.redis_url (a standalone server) or [session.redis], not both",
+                );
+                return None;
+            }
+            (None, None) => {
+                self.error(
+                    "session.redis_url",
+                    "is required when sessions or revocations are in Redis (or session.redis_url_file, or a [session.redis] table)",
+                );
+                return None;
+            }
+            (Some(url), None) => {
+                if !self.redis_url("session.redis_url", url.expose(), true, insecure_ok) {
+                    return None;
+                }
+                (
+                    RedisMode::Standalone,
+                    vec![url.expose().clone()],
+                    None,
+                    None,
+                )
+            }
+            (None, Some(r)) => self.redis_table(r, insecure_ok)?,
         };
-        // The URL may hold a password: messages name the problem, never the URL.
-        match Url::parse(url.expose()) {
-            // Sessions (and the password in the URL) cross the network in clear text with
-            // redis:// to another host.
-            Ok(u)
-                if u.scheme() == "redis"
-                    && u.host_str().is_some()
-                    && !is_loopback_host(u.host_str().unwrap_or_default())
-                    && !s.allow_insecure_redis.unwrap_or(false) =>
-            {
-                self.error(
-                    "session.redis_url",
-                    "uses redis:// (no TLS) to a non-loopback host; use rediss:// or set session.allow_insecure_redis = true",
-                );
-                return None;
-            }
-            Ok(u) if matches!(u.scheme(), "redis" | "rediss") && u.host_str().is_some() => {}
-            Ok(u) if matches!(u.scheme(), "redis+unix" | "unix") && !u.path().is_empty() => {}
-            Ok(_) => {
-                self.error(
-                    "session.redis_url",
-                    "must be redis://[user:password@]host[:port][/db], rediss://... (TLS) or unix:///path",
-                );
-                return None;
-            }
-            Err(e) => {
-                self.error("session.redis_url", format!("is not a URL ({e})"));
-                return None;
-            }
-        }
         let key_prefix = self
             .opt_string("session.redis_key_prefix", &s.redis_key_prefix)
             .unwrap_or_else(|| "oidc-gateway:".to_owned());
@@ -243,13 +279,196 @@ impl Validator<'_> {
             }
         }
         Some(RedisConfig {
-            url,
+            mode,
+            nodes: Secret::new(nodes),
+            username,
+            password,
             key_prefix,
             timeout,
             ca_file,
         })
     }
+    /// `[session.redis]`: mode, nodes and credentials, each problem named by its key.
+    fn redis_table(&mut self, r: &RawRedis, insecure_ok: bool) -> Option<RedisReach> {
+        let mode_name = self
+            .opt_string("session.redis.mode", &r.mode)
+            .unwrap_or_else(|| "standalone".to_owned());
+        let nodes = self.strings(
+            "session.redis.nodes",
+            r.nodes.as_deref().unwrap_or_default(),
+        );
+        let username = self.opt_string("session.redis.username", &r.username);
+        let password = self.secret(
+            "session.redis.password",
+            &r.password,
+            "session.redis.password_file",
+            &r.password_file,
+        );
+        let sentinel_username =
+            self.opt_string("session.redis.sentinel_username", &r.sentinel_username);
+        let sentinel_password = self.secret(
+            "session.redis.sentinel_password",
+            &r.sentinel_password,
+            "session.redis.sentinel_password_file",
+            &r.sentinel_password_file,
+        );
+        let master_name = self.opt_string("session.redis.master_name", &r.master_name);
+        if nodes.is_empty() {
+            self.error(
+                "session.redis.nodes",
+                "must list at least one redis:// or rediss:// URL",
+            );
+            return None;
+        }
+        let mut ok = true;
+        for (i, node) in nodes.iter().enumerate() {
+            let key = format!("session.redis.nodes[{i}]");
+            ok &= self.redis_url(&key, node, mode_name == "standalone", insecure_ok);
+            if (username.is_some() || password.is_some()) && url_has_credentials(node) {
+                self.error(
+                    &key,
+                    "holds credentials as well as session.redis.username/password: give them in one place",
+                );
+                ok = false;
+            }
+        }
+        let schemes: std::collections::BTreeSet<&str> = nodes
+            .iter()
+            .filter_map(|n| n.split_once("://").map(|(scheme, _)| scheme))
+            .collect();
+        if schemes.len() > 1 {
+            self.error(
+                "session.redis.nodes",
+                "mixes schemes: every node must use rediss:// (TLS) or every node redis://",
+            );
+            ok = false;
+        }
+        let sentinel_only = [
+            ("session.redis.master_name", master_name.is_some()),
+            (
+                "session.redis.sentinel_username",
+                sentinel_username.is_some(),
+            ),
+            (
+                "session.redis.sentinel_password",
+                r.sentinel_password.is_some() || r.sentinel_password_file.is_some(),
+            ),
+        ];
+        let mode = match mode_name.as_str() {
+            "standalone" | "cluster" => {
+                for (key, set) in sentinel_only {
+                    if set {
+                        self.error(
+                            key,
+                            format!("applies to mode = \"sentinel\" only, not {mode_name:?}"),
+                        );
+                        ok = false;
+                    }
+                }
+                if mode_name == "standalone" {
+                    if nodes.len() != 1 {
+                        self.error(
+                            "session.redis.nodes",
+                            "must list exactly one server with mode = \"standalone\" (use mode = \"sentinel\" or \"cluster\" for several)",
+                        );
+                        ok = false;
+                    }
+                    RedisMode::Standalone
+                } else {
+                    for (i, node) in nodes.iter().enumerate() {
+                        if Url::parse(node).is_ok_and(|u| !matches!(u.path(), "" | "/" | "/0")) {
+                            self.error(
+                                &format!("session.redis.nodes[{i}]"),
+                                "names a database: a Redis Cluster has only database 0",
+                            );
+                            ok = false;
+                        }
+                    }
+                    RedisMode::Cluster
+                }
+            }
+            "sentinel" => {
+                let Some(master_name) = master_name.filter(|m| !m.is_empty()) else {
+                    self.error(
+                        "session.redis.master_name",
+                        "is required with mode = \"sentinel\": the name the sentinels monitor the master under",
+                    );
+                    return None;
+                };
+                RedisMode::Sentinel {
+                    master_name,
+                    username: sentinel_username,
+                    password: sentinel_password,
+                }
+            }
+            other => {
+                self.error(
+                    "session.redis.mode",
+                    format!("{other:?} is not one of standalone, sentinel, cluster"),
+                );
+                return None;
+            }
+        };
+        ok.then_some((mode, nodes, username, password))
+    }
+
+    /// One Redis URL; `false` (with the problem reported under `key`) when it cannot be used.
+    /// The URL may hold a password: messages name the problem, never the URL.
+    fn redis_url(&mut self, key: &str, url: &str, unix_ok: bool, insecure_ok: bool) -> bool {
+        match Url::parse(url) {
+            // Sessions (and the password in the URL) cross the network in clear text with
+            // redis:// to another host.
+            Ok(u)
+                if u.scheme() == "redis"
+                    && u.host_str().is_some()
+                    && !is_loopback_host(u.host_str().unwrap_or_default())
+                    && !insecure_ok =>
+            {
+                self.error(
+                    key,
+                    "uses redis:// (no TLS) to a non-loopback host; use rediss:// or set session.allow_insecure_redis = true",
+                );
+                false
+            }
+            Ok(u) if matches!(u.scheme(), "redis" | "rediss") && u.host_str().is_some() => true,
+            Ok(u)
+                if unix_ok
+                    && matches!(u.scheme(), "redis+unix" | "unix")
+                    && !u.path().is_empty() =>
+            {
+                true
+            }
+            Ok(_) => {
+                self.error(
+                    key,
+                    if unix_ok {
+                        "must be redis://[user:password@]host[:port][/db], rediss://... (TLS) or unix:///path"
+                    } else {
+                        "must be redis://[user:password@]host[:port] or rediss://... (TLS)"
+                    },
+                );
+                false
+            }
+            Err(e) => {
+                self.error(key, format!("is not a URL ({e})"));
+                false
+            }
+        }
+    }
 }
+
+/// Whether a Redis URL carries a user or password.
+fn url_has_credentials(url: &str) -> bool {
+    Url::parse(url).is_ok_and(|u| !u.username().is_empty() || u.password().is_some())
+}
+
+/// How a Redis deployment is reached: mode, node URLs, ACL user and password.
+type RedisReach = (
+    RedisMode,
+    Vec<String>,
+    Option<String>,
+    Option<Secret<String>>,
+);
 
 /// A host name or address (IPv6 in brackets) on loopback. `redis://` URLs are not "special"
 /// to the url crate, so their IP hosts arrive as text.

@@ -369,7 +369,8 @@ fn the_redis_store_needs_a_redis_url_and_keeps_its_password_out_of_messages() {
     .unwrap();
     match &c.session.store {
         SessionStoreKind::Redis(r) => {
-            assert_eq!(r.url.expose(), "rediss://gw:pw@redis.internal:6380/2");
+            assert_eq!(r.mode, RedisMode::Standalone);
+            assert_eq!(r.nodes.expose(), &["rediss://gw:pw@redis.internal:6380/2"]);
             assert_eq!(r.key_prefix, "oidc-gateway:");
             assert_eq!(r.timeout, Duration::from_millis(500));
             assert!(!format!("{c:?}").contains("pw@"), "Debug hides the URL");
@@ -414,4 +415,105 @@ fn a_value_of_the_wrong_type_is_named_by_its_key_path() {
             "{p:?}"
         );
     }
+}
+
+#[test]
+fn redis_deployments_are_checked_with_the_key_path_of_each_problem() {
+    let with = |session: &str, table: &str| {
+        MINIMAL.replace("[session]\n", &format!("[session]\n{session}\n"))
+            + &format!("\n[session.redis]\n{table}\n")
+    };
+    let store = "store = \"redis\"";
+    let nodes3 =
+        r#"nodes = ["redis://127.0.0.1:7000", "redis://127.0.0.1:7001", "redis://127.0.0.1:7002"]"#;
+    // Sentinel: the sentinels, a master name, credentials for each side.
+    let c = parse_str(
+        &with(
+            store,
+            &format!(
+                "mode = \"sentinel\"\n{nodes3}\nmaster_name = \"gw\"\nusername = \"gateway\"\npassword = \"pw1\"\nsentinel_password = \"pw2\""
+            ),
+        ),
+        None,
+    )
+    .unwrap();
+    let SessionStoreKind::Redis(r) = &c.session.store else {
+        panic!("{:?}", c.session.store)
+    };
+    assert_eq!(r.nodes.expose().len(), 3);
+    assert_eq!(r.username.as_deref(), Some("gateway"));
+    match &r.mode {
+        RedisMode::Sentinel {
+            master_name,
+            password,
+            ..
+        } => {
+            assert_eq!(master_name, "gw");
+            assert_eq!(password.as_ref().map(|p| p.expose().as_str()), Some("pw2"));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(!format!("{c:?}").contains("pw1"), "Debug hides passwords");
+    // Cluster.
+    let c = parse_str(&with(store, &format!("mode = \"cluster\"\n{nodes3}")), None).unwrap();
+    assert!(matches!(&c.session.store, SessionStoreKind::Redis(r) if r.mode == RedisMode::Cluster));
+
+    for (session, table, expected) in [
+        (store, "mode = \"sentinel\"\nnodes = [\"redis://127.0.0.1:26379\"]", "session.redis.master_name"),
+        (store, "mode = \"cluster\"\nmaster_name = \"gw\"\nnodes = [\"redis://127.0.0.1:7000\"]", "session.redis.master_name"),
+        (store, "mode = \"standalone\"\nsentinel_username = \"s\"\nnodes = [\"redis://127.0.0.1:7000\"]", "session.redis.sentinel_username"),
+        (store, "mode = \"cluster\"", "session.redis.nodes"),
+        (store, nodes3, "session.redis.nodes"),
+        (store, "mode = \"ring\"\nnodes = [\"redis://127.0.0.1:7000\"]", "session.redis.mode"),
+        (store, "mode = \"cluster\"\nnodes = [\"redis://127.0.0.1:7000\", \"ftp://127.0.0.1\"]", "session.redis.nodes[1]"),
+        (store, "mode = \"cluster\"\nnodes = [\"redis://10.0.0.1:7000\"]", "session.redis.nodes[0]"),
+        (store, "mode = \"cluster\"\nnodes = [\"redis://127.0.0.1:7000/3\"]", "session.redis.nodes[0]"),
+        (store, "mode = \"cluster\"\nnodes = [\"unix:///run/redis.sock\"]", "session.redis.nodes[0]"),
+        (store, "mode = \"cluster\"\nnodes = [\"redis://127.0.0.1:7000\", \"rediss://127.0.0.1:7001\"]", "session.redis.nodes"),
+        (store, "nodes = [\"redis://u:p@127.0.0.1:7000\"]\npassword = \"x\"", "session.redis.nodes[0]"),
+        (store, "nodes = [\"redis://127.0.0.1:7000\"]\npassword = \"x\"\npassword_file = \"f\"", "session.redis.password"),
+        (
+            "store = \"redis\"\nredis_url = \"redis://127.0.0.1\"",
+            "nodes = [\"redis://127.0.0.1:7000\"]",
+            "session.redis",
+        ),
+        // The revocation list is for cookie sessions; in Redis it needs a Redis.
+        ("store = \"redis\"\nrevocation = \"redis\"", "nodes = [\"redis://127.0.0.1\"]", "session.revocation"),
+        ("revocation = \"disk\"", "nodes = [\"redis://127.0.0.1\"]", "session.revocation"),
+    ] {
+        let p = problems(&with(session, table));
+        assert!(
+            p.iter().any(|p| p.key == expected),
+            "{session} / {table}: expected a problem at {expected}, got {p:?}"
+        );
+    }
+    let p = problems(&MINIMAL.replace("[session]\n", "[session]\nrevocation = \"redis\"\n"));
+    assert_eq!(p[0].key, "session.redis_url", "{p:?}");
+    // Passwords never appear in messages.
+    let p = problems(&with(
+        store,
+        "mode = \"cluster\"\nnodes = [\"redis://u:hunter2@10.0.0.1\"]",
+    ));
+    assert!(p.iter().all(|p| !p.message.contains("hunter2")), "{p:?}");
+}
+
+#[test]
+fn cookie_sessions_record_revocations_in_memory_or_in_redis() {
+    let c = parse_str(MINIMAL, None).unwrap();
+    assert_eq!(c.session.revocation, RevocationKind::Memory);
+    assert_eq!(c.session.max_revocations, 100_000);
+    let c = parse_str(
+        &MINIMAL.replace(
+            "[session]\n",
+            "[session]\nrevocation = \"redis\"\nredis_url = \"redis://127.0.0.1:6379\"\nmax_revocations = 500\n",
+        ),
+        None,
+    )
+    .unwrap();
+    assert_eq!(c.session.store, SessionStoreKind::Cookie);
+    assert!(
+        matches!(&c.session.revocation, RevocationKind::Redis(r) if r.mode == RedisMode::Standalone)
+    );
+    assert_eq!(c.session.max_revocations, 500);
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
 }

@@ -322,6 +322,11 @@ jwks_min_refetch_interval = "1s"
 
     /// A second gateway process on the same provider and upstream with other cookie keys.
     pub fn another_gateway(&self, keys: &[String]) -> Gateway {
+        self.another_gateway_waiting(keys, true)
+    }
+
+    /// `another_gateway`, returning once it is up (`wait_ready = false`) or ready.
+    pub fn another_gateway_waiting(&self, keys: &[String], wait_ready: bool) -> Gateway {
         let port = self.gateway.port;
         let admin_port = free_port();
         let old_keys = self
@@ -356,7 +361,7 @@ jwks_min_refetch_interval = "1s"
         {
             let _ = std::fs::copy(entry.path(), sub.join(entry.file_name()));
         }
-        spawn_gateway(&sub, &text, new_port, admin_port, true)
+        spawn_gateway(&sub, &text, new_port, admin_port, wait_ready)
     }
 }
 

@@ -8,6 +8,7 @@ mod gateway;
 mod ports;
 pub mod raw;
 pub mod redis;
+pub mod redis_ha;
 pub mod upstreams;
 
 pub use browser::*;

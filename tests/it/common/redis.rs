@@ -25,6 +25,8 @@ pub struct RedisOptions {
     pub args: Vec<String>,
     /// TLS only: (certificate PEM, key PEM) written into the server's directory.
     pub tls: Option<(String, String)>,
+    /// The port (default: a free one).
+    pub port: Option<u16>,
 }
 
 impl RedisServer {
@@ -36,7 +38,7 @@ impl RedisServer {
     /// Starts a server on a free port in a new directory.
     pub fn with(opts: RedisOptions) -> RedisServer {
         let dir = tempfile::tempdir().expect("tempdir");
-        let port = free_port();
+        let port = opts.port.unwrap_or_else(free_port);
         let mut args: Vec<String> = vec![
             "--bind".into(),
             "127.0.0.1".into(),
