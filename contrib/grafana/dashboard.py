@@ -56,7 +56,8 @@ y+=8
 panel("Session cookie size (p50, p95)",[
  (f'histogram_quantile(0.50, sum by (provider, le) (rate(oidc_gateway_session_cookie_bytes_bucket{{{I}}}[$__rate_interval])))',"{{provider}} p50"),
  (f'histogram_quantile(0.95, sum by (provider, le) (rate(oidc_gateway_session_cookie_bytes_bucket{{{I}}}[$__rate_interval])))',"{{provider}} p95")],"bytes",w=12,desc="Bytes of session cookie values written at login and renewal. Above about 3800 bytes a session needs several cookie chunks.")
-panel("Session store",[(f'min by (instance) (oidc_gateway_session_store_up{{{I}}})',"{{instance}}")],"none",w=12,x=12,kind="stat",thresholds=red_green,mappings=updown,desc="0 while Redis does not answer (store = \"redis\"); always 1 for cookie sessions. Alert: OidcGatewaySessionStoreDown.")
+panel("Session store",[(f'min by (instance) (oidc_gateway_session_store_up{{{I}}})',"{{instance}}")],"none",w=6,x=12,kind="stat",thresholds=red_green,mappings=updown,desc="0 while Redis does not answer (store = \"redis\", or revocation = \"redis\"); always 1 for cookie sessions with in-memory revocations. Alert: OidcGatewaySessionStoreDown.")
+panel("Revoked sessions",[(f'max by (instance) (oidc_gateway_session_revocations{{{I}}})',"{{instance}}")],"short",w=6,x=18,kind="stat",desc="Provider sessions and users revoked by back-channel logout whose cookie sessions this instance refuses (store = \"cookie\"); bounded by session.max_revocations.")
 y+=8
 row("Provider")
 panel("Provider up",[(f'min by (provider) (oidc_gateway_provider_up{{{I}}})',"{{provider}}")],"none",w=6,kind="stat",thresholds=red_green,mappings=updown,desc="0 after a call to the provider failed (unreachable, timeout, 5xx). Alert: OidcGatewayProviderDown.")
