@@ -18,7 +18,7 @@ use crate::claims::Claims;
 use crate::jws::{JwsError, KeyRing};
 use crate::oidc::Provider;
 use crate::session::redis_store::{Index, RedisStore, StoreUnavailable};
-use crate::session::revocation::{Kind, Revocations, RevokeError};
+use crate::session::revocation::{Revocations, RevokeError};
 
 /// The `events` member that marks a logout token.
 pub const EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
@@ -52,6 +52,14 @@ pub struct LogoutRequest {
     pub sub: Option<String>,
     pub sid: Option<String>,
     pub jti: String,
+    /// When the provider issued it (Unix seconds); never after it arrived.
+    pub iat: u64,
+}
+
+/// How long a logout token's `jti` must be remembered: longer than a token with this clock skew
+/// is accepted, so that no replay of it is accepted.
+pub fn jti_keep(skew: Duration) -> Duration {
+    (MAX_AGE + skew * 2) * 2
 }
 
 /// The `logout_token` parameter of a form-encoded body.
@@ -178,7 +186,12 @@ fn check_claims(claims: &Claims, skew: u64, now: u64) -> Result<LogoutRequest, B
         return Err(refused("logout_token has neither sub nor sid"));
     }
     let jti = text("jti")?.ok_or(refused("logout_token has no jti"))?;
-    Ok(LogoutRequest { sub, sid, jti })
+    Ok(LogoutRequest {
+        sub,
+        sid,
+        jti,
+        iat: iat.min(now),
+    })
 }
 
 /// Revokes what a validated logout token names: the sessions of provider session `sid` when
@@ -188,9 +201,9 @@ pub async fn revoke(
     store: &RedisStore,
     provider: &str,
     request: &LogoutRequest,
+    skew: Duration,
 ) -> Result<u64, BackchannelError> {
-    // Remembered a little longer than a token stays acceptable.
-    if !store.first_use(provider, &request.jti, MAX_AGE * 2).await? {
+    if !store.first_use(provider, &request.jti).await? {
         return Err(BackchannelError::Refused(
             "logout_token was already used (jti)",
         ));
@@ -204,7 +217,9 @@ pub async fn revoke(
         Ok(n) => {
             // Done: from now on the token is a replay. Should this fail, the token stays
             // "begun", and a replay revokes again: harmless.
-            let _ = store.mark_used(provider, &request.jti, MAX_AGE * 2).await;
+            let _ = store
+                .mark_used(provider, &request.jti, jti_keep(skew))
+                .await;
             Ok(n)
         }
         Err(e) => {
@@ -216,23 +231,23 @@ pub async fn revoke(
 }
 
 /// Records what a validated logout token names for cookie sessions: provider session `sid`
-/// when given, otherwise user `sub` (see `session::revocation`). A replayed `jti` is refused.
+/// when given (and the user's sessions without one), otherwise user `sub`, revoked as of the
+/// token's `iat` (see `session::revocation`). A replayed `jti` is refused.
 pub async fn revoke_cookies(
     list: &Revocations,
-    issuer: &str,
+    registration: &str,
     request: &LogoutRequest,
-    now: u64,
 ) -> Result<(), BackchannelError> {
-    let (kind, value) = match (&request.sid, &request.sub) {
-        (Some(sid), _) => (Kind::Sid, sid),
-        (None, Some(sub)) => (Kind::Sub, sub),
-        (None, None) => {
-            return Err(BackchannelError::Refused(
-                "logout_token has neither sub nor sid",
-            ))
-        }
-    };
-    match list.revoke(issuer, kind, value, &request.jti, now).await {
+    match list
+        .revoke(
+            registration,
+            request.sid.as_deref(),
+            request.sub.as_deref(),
+            &request.jti,
+            request.iat,
+        )
+        .await
+    {
         Ok(()) => Ok(()),
         Err(RevokeError::Replayed) => Err(BackchannelError::Refused(
             "logout_token was already used (jti)",
@@ -247,8 +262,11 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn cookie_revocations_remember_a_jti_as_long_as_redis_does() {
-        assert!(crate::session::revocation::JTI_KEEP >= MAX_AGE * 2);
+    fn a_jti_is_remembered_longer_than_its_token_is_accepted() {
+        for skew in [0, 60, 600] {
+            let skew = Duration::from_secs(skew);
+            assert!(jti_keep(skew) > MAX_AGE + skew * 2);
+        }
     }
 
     fn claims(v: Value) -> Claims {

@@ -252,27 +252,28 @@ fn build_store(
                 RevocationKind::Memory => None,
                 RevocationKind::Redis(cfg) => Some(reuse_redis(cfg, old.and_then(|o| o.redis()))?),
             };
+            let skew = config
+                .providers
+                .iter()
+                .map(|p| p.clock_skew)
+                .max()
+                .unwrap_or_default();
+            let jti_keep = crate::backchannel::jti_keep(skew);
+            let (keep, capacity) = (session.max_lifetime, session.max_revocations);
             let revocations = match old {
-                Some(o)
-                    if o.fits(
-                        session.max_lifetime,
-                        session.max_revocations,
-                        redis.as_ref(),
-                    ) =>
-                {
-                    o.clone()
-                }
+                Some(o) if o.fits(keep, capacity, jti_keep, redis.as_ref()) => o.clone(),
                 _ => {
-                    let list = Revocations::new(
-                        session.max_lifetime,
-                        session.max_revocations,
+                    let list = Arc::new(Revocations::new(
+                        keep,
+                        capacity,
+                        jti_keep,
                         redis,
                         metrics.clone(),
-                    );
+                    ));
                     if let Some(o) = old {
-                        list.inherit(o);
+                        list.take_over(o);
                     }
-                    Arc::new(list)
+                    list
                 }
             };
             SessionStore::Cookie(Arc::new(CookieStore {

@@ -43,6 +43,8 @@ pub(super) async fn logout(state: &GatewayState, access: &Access, session: &Sess
     let admitted = match access.decide(state, &ask).await {
         Ok(a) => Some(a),
         Err(Denial::LoginRequired { .. }) => None,
+        // Cookie sessions end with their cookies, whatever the revocation list can say now.
+        Err(_) if matches!(state.store, SessionStore::Cookie(_)) => None,
         // The session cannot be ended server-side now: say so rather than pretend, and keep
         // the cookie so that logging out again works once the store is back.
         Err(other) => return denied(other, true, OnLogin::Api { login_url: "/" }),
@@ -110,14 +112,14 @@ pub(super) async fn backchannel_logout(
             backchannel::validate(&state.providers[index].logout_keys, provider, &token, now())
                 .await?;
         let revoked = match &state.store {
-            SessionStore::Redis(redis) => {
-                Some(backchannel::revoke(redis, provider.name(), &request).await?)
-            }
+            SessionStore::Redis(redis) => Some(
+                backchannel::revoke(redis, provider.name(), &request, provider.cfg.clock_skew)
+                    .await?,
+            ),
             SessionStore::Cookie(cookies) => {
                 let registration =
                     crate::state::registration(&provider.cfg.issuer, &provider.cfg.client_id);
-                backchannel::revoke_cookies(&cookies.revocations, &registration, &request, now())
-                    .await?;
+                backchannel::revoke_cookies(&cookies.revocations, &registration, &request).await?;
                 None
             }
         };

@@ -71,9 +71,12 @@ impl Session {
             .unwrap_or_default()
     }
 
-    /// Whether the session is over at `now`: absolute lifetime or idle timeout passed.
+    /// Whether the session is over at `now`: absolute lifetime or idle timeout passed. The
+    /// lifetime is the one in force now as well as the one at login: a reload that shortens
+    /// `max_lifetime` shortens every session (and cookie revocations are kept only that long).
     pub fn expired_at(&self, cfg: &SessionConfig, now: u64) -> Option<Miss> {
-        if now >= self.expires {
+        let lifetime_now = self.created.saturating_add(cfg.max_lifetime.as_secs());
+        if now >= self.expires || now >= lifetime_now {
             Some(Miss::Expired)
         } else if now >= self.last_seen.saturating_add(cfg.idle_timeout.as_secs()) {
             Some(Miss::Idle)

@@ -73,6 +73,10 @@ pub fn version(stored: &str) -> String {
         .to_string()
 }
 
+/// A logout token whose work was begun is "pending" this long; a retry within it is carried out
+/// (and a concurrent duplicate too: both do the same, harmless, work).
+const PENDING_KEEP: Duration = Duration::from_secs(60);
+
 /// Index of sessions for back-channel logout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Index {
@@ -116,11 +120,25 @@ enum Backend {
 /// The sentinels, and the master they named last.
 struct Sentinel {
     client: tokio::sync::Mutex<SentinelClient>,
-    /// The current master and its epoch (which changes each time the sentinels are asked
-    /// again, so the threads' connections to an old master are replaced).
-    master: ArcSwapOption<(u64, redis::Client)>,
+    /// The master the sentinels named last.
+    master: ArcSwapOption<Master>,
     epochs: AtomicU64,
+    /// When asking the sentinels last failed (Unix ms): until [`LOOKUP_BACKOFF`] has passed,
+    /// requests fail at once instead of queueing for another attempt.
+    failed_at: AtomicU64,
 }
+
+/// A master the sentinels named. Its epoch changes only when they name another address, so
+/// the threads' connections to an old master are replaced, and only then.
+struct Master {
+    epoch: u64,
+    client: redis::Client,
+    /// An error said it is gone or demoted: the next command asks the sentinels again.
+    stale: AtomicBool,
+}
+
+/// After a failed lookup, how long requests fail at once rather than ask the sentinels again.
+const LOOKUP_BACKOFF: Duration = Duration::from_millis(500);
 
 /// One thread's connection.
 #[derive(Clone)]
@@ -278,6 +296,7 @@ impl RedisStore {
                     client: tokio::sync::Mutex::new(builder.build().map_err(url_error(0))?),
                     master: ArcSwapOption::empty(),
                     epochs: AtomicU64::new(0),
+                    failed_at: AtomicU64::new(0),
                 })
             }
         };
@@ -305,7 +324,7 @@ impl RedisStore {
             Backend::Sentinel(sentinel) => Some(self.master(sentinel).await?),
             _ => None,
         };
-        let epoch = master.as_ref().map_or(0, |m| m.0);
+        let epoch = master.as_ref().map_or(0, |m| m.epoch);
         CONNECTIONS.with(|cell| {
             let mut conns = cell.borrow_mut();
             if let Some((_, _, _, c)) = conns
@@ -332,7 +351,7 @@ impl RedisStore {
             };
             let conn = match (&self.backend, master) {
                 (Backend::Standalone(client), _) => manager(client.clone())?,
-                (Backend::Sentinel(_), Some(m)) => manager(m.1.clone())?,
+                (Backend::Sentinel(_), Some(m)) => manager(m.client.clone())?,
                 (Backend::Sentinel(_), None) => unreachable_master()?,
                 (Backend::Cluster(client), _) => Conn::Cluster(
                     client.get_pending_async_connection_with_config(
@@ -352,34 +371,89 @@ impl RedisStore {
         })
     }
 
-    /// The master the sentinels named, asking them when none is known.
-    async fn master(
-        &self,
-        sentinel: &Sentinel,
-    ) -> Result<Arc<(u64, redis::Client)>, StoreUnavailable> {
-        if let Some(m) = sentinel.master.load_full() {
+    /// The master the sentinels named, asking them when none is known or it went stale. Bounded
+    /// by `redis_timeout` twice at most (waiting for another request's lookup, then one's own),
+    /// and at once after a lookup failed less than [`LOOKUP_BACKOFF`] ago.
+    async fn master(&self, sentinel: &Sentinel) -> Result<Arc<Master>, StoreUnavailable> {
+        let usable = |m: &Option<Arc<Master>>| {
+            m.as_ref()
+                .filter(|m| !m.stale.load(Ordering::Relaxed))
+                .cloned()
+        };
+        if let Some(m) = usable(&sentinel.master.load_full()) {
             return Ok(m);
+        }
+        let failed_recently = || {
+            crate::clock::now_ms().saturating_sub(sentinel.failed_at.load(Ordering::Relaxed))
+                < millis(LOOKUP_BACKOFF)
+        };
+        let unavailable = |reason: String| StoreUnavailable {
+            op: "sentinel",
+            reason,
+        };
+        if failed_recently() {
+            return Err(unavailable(
+                "the sentinels named no master just now".to_owned(),
+            ));
         }
         // One request asks; the others wait for its answer.
-        let mut client = sentinel.client.lock().await;
-        if let Some(m) = sentinel.master.load_full() {
+        let Ok(mut client) = tokio::time::timeout(self.cfg.timeout, sentinel.client.lock()).await
+        else {
+            return Err(unavailable("the sentinels are being asked".to_owned()));
+        };
+        let current = sentinel.master.load_full();
+        if let Some(m) = usable(&current) {
             return Ok(m);
         }
-        let found = tokio::time::timeout(self.cfg.timeout * 4, client.async_get_client())
-            .await
-            .map_err(|_| StoreUnavailable {
-                op: "sentinel",
-                reason: "the sentinels named no master in time".to_owned(),
-            })?
-            .map_err(|e| StoreUnavailable {
-                op: "sentinel",
-                reason: describe(&e),
-            })?;
+        if failed_recently() {
+            return Err(unavailable(
+                "the sentinels named no master just now".to_owned(),
+            ));
+        }
+        let found = match tokio::time::timeout(self.cfg.timeout, client.async_get_client()).await {
+            Ok(Ok(found)) => found,
+            outcome => {
+                sentinel
+                    .failed_at
+                    .store(crate::clock::now_ms(), Ordering::Relaxed);
+                return Err(unavailable(match outcome {
+                    Ok(Err(e)) => describe(&e),
+                    _ => "the sentinels named no master in time".to_owned(),
+                }));
+            }
+        };
+        Ok(self.adopt(sentinel, current, found))
+    }
+
+    /// Makes `found` the master: the same address keeps its epoch (and the connections to it).
+    fn adopt(
+        &self,
+        sentinel: &Sentinel,
+        current: Option<Arc<Master>>,
+        found: redis::Client,
+    ) -> Arc<Master> {
+        if let Some(m) = current {
+            if m.client.get_connection_info().addr() == found.get_connection_info().addr() {
+                m.stale.store(false, Ordering::Relaxed);
+                return m;
+            }
+        }
         let epoch = sentinel.epochs.fetch_add(1, Ordering::Relaxed) + 1;
-        let master = Arc::new((epoch, found));
+        let master = Arc::new(Master {
+            epoch,
+            client: found,
+            stale: AtomicBool::new(false),
+        });
         sentinel.master.store(Some(master.clone()));
-        tracing::info!(epoch, "session store: the sentinels named the Redis master");
-        Ok(master)
+        if epoch == 1 {
+            tracing::info!(epoch, "session store: the sentinels named the Redis master");
+        } else {
+            tracing::warn!(
+                epoch,
+                "session store: the sentinels name another Redis master (failover); switching to it"
+            );
+        }
+        master
     }
 
     /// Asks the sentinels which master they name now, and switches to it when it is another
@@ -392,21 +466,17 @@ impl RedisStore {
         let Ok(mut client) = sentinel.client.try_lock() else {
             return; // A request is asking right now.
         };
-        let found = tokio::time::timeout(self.cfg.timeout * 4, client.async_get_client()).await;
+        let found = tokio::time::timeout(self.cfg.timeout, client.async_get_client()).await;
         let Ok(Ok(found)) = found else {
             return; // Sentinels or master unreachable: commands fail and say so.
         };
-        if found.get_connection_info().addr() != current.1.get_connection_info().addr() {
-            let epoch = sentinel.epochs.fetch_add(1, Ordering::Relaxed) + 1;
-            sentinel.master.store(Some(Arc::new((epoch, found))));
-            tracing::warn!(
-                epoch,
-                "session store: the sentinels name another Redis master (failover); switching to it"
-            );
+        if current.client.get_connection_info().addr() != found.get_connection_info().addr() {
+            self.adopt(sentinel, Some(current), found);
         }
     }
 
-    /// After an error that means the master is gone or demoted: ask the sentinels again.
+    /// After an error that means the master is gone or demoted: ask the sentinels again. A slow
+    /// answer alone is not such an error (it would make every thread reconnect).
     fn forget_master(&self, epoch: u64, e: &redis::RedisError) {
         let Backend::Sentinel(sentinel) = &self.backend else {
             return;
@@ -415,13 +485,12 @@ impl RedisStore {
         // (with min-replicas-to-write, the old master after a failover).
         let gone = e.is_connection_refusal()
             || e.is_connection_dropped()
-            || e.is_timeout()
-            || e.is_io_error()
             || matches!(e.code(), Some("READONLY" | "NOREPLICAS" | "MASTERDOWN"));
         if gone {
-            let current = sentinel.master.load();
-            if current.as_ref().is_some_and(|m| m.0 == epoch) {
-                sentinel.master.store(None);
+            if let Some(m) = sentinel.master.load_full() {
+                if m.epoch == epoch {
+                    m.stale.store(true, Ordering::Relaxed);
+                }
             }
         }
     }
@@ -439,15 +508,7 @@ impl RedisStore {
                         self.forget_master(epoch, &e);
                         Err(describe(&e))
                     }
-                    Err(_) => {
-                        self.forget_master(
-                            epoch,
-                            &redis::RedisError::from(std::io::Error::from(
-                                std::io::ErrorKind::TimedOut,
-                            )),
-                        );
-                        Err(format!("no answer within {:?}", self.cfg.timeout))
-                    }
+                    Err(_) => Err(format!("no answer within {:?}", self.cfg.timeout)),
                 }
             }
             Err(e) => Err(e.reason),
@@ -655,14 +716,9 @@ impl RedisStore {
 
     /// Records a logout token's `jti` as being carried out; `false` when it was carried out
     /// before (a replay). A `jti` whose logout was begun but never finished (Redis went away
-    /// in between) counts as new, so the provider's retry finishes it rather than being
-    /// refused as a replay.
-    pub async fn first_use(
-        &self,
-        provider: &str,
-        jti: &str,
-        keep: Duration,
-    ) -> Result<bool, StoreUnavailable> {
+    /// in between) counts as new for a minute, so the provider's retry finishes it rather than
+    /// being refused as a replay.
+    pub async fn first_use(&self, provider: &str, jti: &str) -> Result<bool, StoreUnavailable> {
         let key = self.jti_key(provider, jti);
         self.run("jti", async |c| {
             let set: Option<String> = redis::cmd("SET")
@@ -670,7 +726,7 @@ impl RedisStore {
                 .arg("pending")
                 .arg("NX")
                 .arg("PX")
-                .arg(millis(keep))
+                .arg(millis(PENDING_KEEP))
                 .query_async(c)
                 .await?;
             if set.is_some() {
@@ -723,7 +779,7 @@ impl RedisStore {
         let key = self.revocations_key();
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
             .unwrap_or_default();
         let min_id = now_ms.saturating_sub(millis(keep));
         self.run("revocations", async |c| {

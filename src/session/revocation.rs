@@ -10,26 +10,34 @@
 //! kept for `max_lifetime` (no session created before the revocation outlives that) and are
 //! named by SHA-256 hashes, so the list holds no identifier of a user.
 //!
-//! The list is bounded (`session.max_revocations`). When it overflows, the entry that has to go
-//! raises a floor instead: every cookie session created at or before that entry's revocation is
+//! A logout token that names both `sid` and `sub` also revokes that user's sessions that carry
+//! no `sid` (cookies sealed before the gateway kept it, or a provider that leaves it out of ID
+//! tokens). The revocation time is the token's `iat` (never later than its arrival), so a
+//! replayed token changes nothing.
+//!
+//! The list is bounded (`session.max_revocations`). When it overflows, the oldest revocation
+//! goes and raises a floor instead: every cookie session created at or before that revocation is
 //! refused. That fails closed (those users log in again) rather than letting a revoked session
 //! back in.
 //!
 //! With `revocation = "redis"` every entry is also appended to one Redis stream
 //! (`{prefix}revocations`, trimmed to `max_lifetime`), which every instance reads from the
 //! start when it starts and then follows about once a second; the request path only reads this
-//! instance's copy. Until the first complete read an instance cannot tell, and answers 503.
+//! instance's copy. Until the first complete read, and after [`STALE_AFTER`] without a
+//! successful read, an instance cannot tell and answers 503.
 
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
-use moka::notification::RemovalCause;
 use moka::sync::Cache;
 use sha2::{Digest, Sha256};
 
 use super::redis_store::{RedisStore, StoreUnavailable};
 use super::Session;
+use crate::clock;
+use crate::config::RedisConfig;
 use crate::metrics::Metrics;
 
 /// How long an instance waits between two reads of the shared stream.
@@ -38,15 +46,23 @@ pub const SYNC_INTERVAL: Duration = Duration::from_secs(1);
 /// Stream entries read per command.
 const PAGE: usize = 1000;
 
-/// A logout token's `jti` is remembered this long: twice as long as a token is accepted
-/// (`backchannel::MAX_AGE`, checked by a test there).
-pub const JTI_KEEP: Duration = Duration::from_secs(20 * 60);
+/// An instance that could not read the shared list for this long refuses cookie sessions (503)
+/// until it can again: it might miss revocations the other instances record.
+pub const STALE_AFTER: Duration = Duration::from_secs(30);
+
+/// A revocation time further in the future than this (a hostile or broken stream entry) is
+/// taken as now plus this.
+const MAX_AHEAD: u64 = 60;
 
 /// What one entry revokes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
+    /// Every session of a provider session.
     Sid,
+    /// Every session of a user created at or before the revocation.
     Sub,
+    /// Like `Sub`, for the sessions that carry no `sid` only.
+    SubWithoutSid,
 }
 
 impl Kind {
@@ -54,7 +70,14 @@ impl Kind {
         match self {
             Kind::Sid => "sid",
             Kind::Sub => "sub",
+            Kind::SubWithoutSid => "nosid",
         }
+    }
+
+    fn from_tag(tag: &str) -> Option<Kind> {
+        [Kind::Sid, Kind::Sub, Kind::SubWithoutSid]
+            .into_iter()
+            .find(|k| k.tag() == tag)
     }
 }
 
@@ -76,16 +99,22 @@ fn key(registration: &str, kind: Kind, value: &str) -> Key {
 
 /// The revocations of one gateway (kept across reloads while their settings stay).
 pub struct Revocations {
-    /// Entry → Unix seconds of the revocation.
+    /// Entry → Unix seconds of the revocation: what the request path reads, without a lock.
     entries: Cache<Key, u64>,
+    /// The same entries by revocation time: the oldest goes first when the list is full.
+    /// Locked only to add entries (logouts), never on the request path.
+    order: Mutex<BTreeSet<(u64, Key)>>,
     /// Cookie sessions created at or before this (Unix seconds) are refused: the list overflowed.
-    floor: Arc<AtomicU64>,
+    floor: AtomicU64,
     /// Nothing was ever revoked: the request path returns at once.
     empty: AtomicBool,
     jtis: Cache<[u8; 32], ()>,
     shared: Option<Shared>,
+    /// The list that replaced this one at a reload: later additions go there too.
+    successor: Mutex<Weak<Revocations>>,
     keep: Duration,
     capacity: usize,
+    jti_keep: Duration,
     metrics: Metrics,
 }
 
@@ -93,7 +122,13 @@ pub struct Revocations {
 struct Shared {
     redis: Arc<RedisStore>,
     synced: AtomicBool,
-    last_id: std::sync::Mutex<String>,
+    /// Unix seconds of the last successful read.
+    last_read: AtomicU64,
+    last_id: Mutex<String>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Why a logout could not be recorded.
@@ -107,52 +142,52 @@ pub enum RevokeError {
 
 impl Revocations {
     /// A list keeping entries for `keep` (the session `max_lifetime`), at most `capacity`, and
-    /// shared through `redis` when given.
+    /// shared through `redis` when given; a logout token's `jti` is remembered for `jti_keep`.
     pub fn new(
         keep: Duration,
         capacity: usize,
+        jti_keep: Duration,
         redis: Option<Arc<RedisStore>>,
         metrics: Metrics,
     ) -> Revocations {
-        let floor = Arc::new(AtomicU64::new(0));
-        let raised = floor.clone();
-        let entries = Cache::builder()
-            .max_capacity(capacity as u64)
-            // A little longer than any session it concerns can last.
-            .time_to_live(keep + Duration::from_secs(60))
-            .eviction_listener(move |_key, revoked_at: u64, cause| {
-                if cause == RemovalCause::Size {
-                    raised.fetch_max(revoked_at, Ordering::Relaxed);
-                    tracing::warn!(
-                        revoked_at,
-                        "revocations: session.max_revocations reached; every cookie session created before this revocation is refused"
-                    );
-                }
-            })
-            .build();
         Revocations {
-            entries,
-            floor,
+            entries: Cache::builder()
+                // A little longer than any session it concerns can last (pruned by time in
+                // `order` before that).
+                .time_to_live(keep.saturating_add(Duration::from_secs(60)))
+                .build(),
+            order: Mutex::new(BTreeSet::new()),
+            floor: AtomicU64::new(0),
             empty: AtomicBool::new(true),
             jtis: Cache::builder()
                 .max_capacity(100_000)
-                .time_to_live(JTI_KEEP)
+                .time_to_live(jti_keep)
                 .build(),
             shared: redis.map(|redis| Shared {
                 redis,
                 synced: AtomicBool::new(false),
-                last_id: std::sync::Mutex::new("0-0".to_owned()),
+                last_read: AtomicU64::new(0),
+                last_id: Mutex::new("0-0".to_owned()),
             }),
+            successor: Mutex::new(Weak::new()),
             keep,
             capacity,
+            jti_keep,
             metrics,
         }
     }
 
     /// Whether this list was built for these settings (a reload keeps it, with its entries).
-    pub fn fits(&self, keep: Duration, capacity: usize, redis: Option<&Arc<RedisStore>>) -> bool {
+    pub fn fits(
+        &self,
+        keep: Duration,
+        capacity: usize,
+        jti_keep: Duration,
+        redis: Option<&Arc<RedisStore>>,
+    ) -> bool {
         self.keep == keep
             && self.capacity == capacity
+            && self.jti_keep == jti_keep
             && match (&self.shared, redis) {
                 (None, None) => true,
                 (Some(s), Some(r)) => Arc::ptr_eq(&s.redis, r),
@@ -160,11 +195,13 @@ impl Revocations {
             }
     }
 
-    /// Whether the list is complete: in memory, or the shared list was read once.
-    pub fn is_synced(&self) -> bool {
-        self.shared
-            .as_ref()
-            .is_none_or(|s| s.synced.load(Ordering::Acquire))
+    /// Whether the list is complete: in memory, or the shared list was read, and recently.
+    pub fn is_current(&self) -> bool {
+        self.shared.as_ref().is_none_or(|s| {
+            s.synced.load(Ordering::Acquire)
+                && clock::now().saturating_sub(s.last_read.load(Ordering::Relaxed))
+                    <= STALE_AFTER.as_secs()
+        })
     }
 
     /// The Redis store the list is shared through, if any.
@@ -182,6 +219,15 @@ impl Revocations {
                     reason: "the shared revocation list has not been read yet".to_owned(),
                 });
             }
+            let read = shared.last_read.load(Ordering::Relaxed);
+            if clock::now().saturating_sub(read) > STALE_AFTER.as_secs() {
+                return Err(StoreUnavailable {
+                    op: "revocations",
+                    reason: format!(
+                        "the shared revocation list could not be read for more than {STALE_AFTER:?}"
+                    ),
+                });
+            }
         }
         if self.empty.load(Ordering::Relaxed) {
             return Ok(false);
@@ -189,54 +235,73 @@ impl Revocations {
         if session.created <= self.floor.load(Ordering::Relaxed) {
             return Ok(true);
         }
-        if let Some(sid) = &session.sid {
-            if self
-                .entries
-                .contains_key(&key(registration, Kind::Sid, sid))
-            {
-                return Ok(true);
+        let before = |kind, value: &str| {
+            self.entries
+                .get(&key(registration, kind, value))
+                .is_some_and(|at| session.created <= at)
+        };
+        match &session.sid {
+            Some(sid) => {
+                if self
+                    .entries
+                    .contains_key(&key(registration, Kind::Sid, sid))
+                {
+                    return Ok(true);
+                }
+            }
+            None => {
+                if before(Kind::SubWithoutSid, session.subject()) {
+                    return Ok(true);
+                }
             }
         }
-        Ok(self
-            .entries
-            .get(&key(registration, Kind::Sub, session.subject()))
-            .is_some_and(|at| session.created <= at))
+        Ok(before(Kind::Sub, session.subject()))
     }
 
-    /// Records a validated logout: provider session `sid` when given, else user `sub`. A
-    /// replayed `jti` is refused. With a shared list the entry is in Redis before this returns.
+    /// Records a validated logout, revoked at Unix time `at`: provider session `sid` (and the
+    /// user's sessions without a `sid`) when given, else user `sub`. A replayed `jti` is
+    /// refused. With a shared list the entries are in Redis before this returns.
     pub async fn revoke(
         &self,
         registration: &str,
-        kind: Kind,
-        value: &str,
+        sid: Option<&str>,
+        sub: Option<&str>,
         jti: &str,
-        now: u64,
+        at: u64,
     ) -> Result<(), RevokeError> {
-        let entry = key(registration, kind, value);
+        let mut entries = Vec::with_capacity(2);
+        match (sid, sub) {
+            (Some(sid), sub) => {
+                entries.push((Kind::Sid, key(registration, Kind::Sid, sid)));
+                if let Some(sub) = sub {
+                    let k = key(registration, Kind::SubWithoutSid, sub);
+                    entries.push((Kind::SubWithoutSid, k));
+                }
+            }
+            (None, Some(sub)) => entries.push((Kind::Sub, key(registration, Kind::Sub, sub))),
+            (None, None) => return Ok(()),
+        }
         match &self.shared {
             Some(shared) => {
                 let jti_name = format!("{registration}\0{jti}");
-                if !shared
-                    .redis
-                    .first_use("revocations", &jti_name, JTI_KEEP)
-                    .await?
-                {
+                if !shared.redis.first_use("revocations", &jti_name).await? {
                     return Err(RevokeError::Replayed);
                 }
-                if let Err(e) = shared
-                    .redis
-                    .add_revocation(&encode(kind, &entry, now), self.keep)
-                    .await
-                {
-                    // Not recorded: the provider's retry must not count as a replay (and does
-                    // not, even if this fails too: the jti stays "begun").
-                    let _ = shared.redis.forget_jti("revocations", &jti_name).await;
-                    return Err(e.into());
+                for (kind, entry) in &entries {
+                    if let Err(e) = shared
+                        .redis
+                        .add_revocation(&encode(*kind, entry, at), self.keep)
+                        .await
+                    {
+                        // Not recorded: the provider's retry must not count as a replay (and does
+                        // not, even if this fails too: the jti stays "begun" for a while).
+                        let _ = shared.redis.forget_jti("revocations", &jti_name).await;
+                        return Err(e.into());
+                    }
                 }
                 let _ = shared
                     .redis
-                    .mark_used("revocations", &jti_name, JTI_KEEP)
+                    .mark_used("revocations", &jti_name, self.jti_keep)
                     .await;
             }
             None => {
@@ -247,7 +312,9 @@ impl Revocations {
                 }
             }
         }
-        self.insert(entry, now);
+        for (_, entry) in entries {
+            self.insert(entry, at);
+        }
         Ok(())
     }
 
@@ -258,19 +325,66 @@ impl Revocations {
 
     /// `insert` without updating the metric (a page of the shared list at once).
     fn insert_quietly(&self, entry: Key, revoked_at: u64) {
-        let at = self
-            .entries
-            .get(&entry)
-            .map_or(revoked_at, |old| old.max(revoked_at));
-        self.entries.insert(entry, at);
-        self.empty.store(false, Ordering::Relaxed);
+        let now = clock::now();
+        let at = revoked_at.min(now.saturating_add(MAX_AHEAD));
+        {
+            let mut order = lock(&self.order);
+            let at = match self.entries.get(&entry) {
+                Some(old) if old >= at => return,
+                Some(old) => {
+                    order.remove(&(old, entry));
+                    at
+                }
+                None => at,
+            };
+            order.insert((at, entry));
+            self.entries.insert(entry, at);
+            self.empty.store(false, Ordering::Relaxed);
+            // Entries no session can outlive any more.
+            let horizon = now.saturating_sub(self.keep.as_secs());
+            while let Some(&(t, k)) = order.first() {
+                if t >= horizon {
+                    break;
+                }
+                order.pop_first();
+                self.entries.invalidate(&k);
+            }
+            // Full: the oldest goes, and every session it could concern with it.
+            while order.len() > self.capacity {
+                let Some((t, k)) = order.pop_first() else {
+                    break;
+                };
+                self.entries.invalidate(&k);
+                if self.floor.fetch_max(t, Ordering::Relaxed) < t {
+                    tracing::warn!(
+                        revoked_at = t,
+                        "revocations: session.max_revocations reached; every cookie session created before the oldest revocation kept is refused"
+                    );
+                }
+            }
+        }
+        let next = lock(&self.successor).upgrade();
+        if let Some(next) = next {
+            next.insert(entry, at);
+        }
     }
 
-    /// Takes over what `old` (a list with other settings, replaced by a reload) holds, so a
-    /// reload never lets a revoked session back in.
-    pub fn inherit(&self, old: &Revocations) {
-        for (entry, at) in old.entries.iter() {
-            self.insert_quietly(*entry, at);
+    /// Takes over what `old` (a list with other settings, replaced by a reload) holds, and what
+    /// is added to it from now on, so a reload never lets a revoked session back in.
+    pub fn take_over(self: &Arc<Self>, old: &Revocations) {
+        *lock(&old.successor) = Arc::downgrade(self);
+        if let (Some(new), Some(old)) = (&self.shared, &old.shared) {
+            if same_stream(new.redis.config(), old.redis.config()) {
+                *lock(&new.last_id) = lock(&old.last_id).clone();
+                new.last_read
+                    .store(old.last_read.load(Ordering::Relaxed), Ordering::Relaxed);
+                new.synced
+                    .store(old.synced.load(Ordering::Acquire), Ordering::Release);
+            }
+        }
+        let snapshot: Vec<(u64, Key)> = lock(&old.order).iter().copied().collect();
+        for (at, entry) in snapshot {
+            self.insert_quietly(entry, at);
         }
         self.floor
             .fetch_max(old.floor.load(Ordering::Relaxed), Ordering::Relaxed);
@@ -280,23 +394,12 @@ impl Revocations {
         for (jti, ()) in old.jtis.iter() {
             self.jtis.insert(*jti, ());
         }
-        if let (Some(new), Some(old)) = (&self.shared, &old.shared) {
-            if Arc::ptr_eq(&new.redis, &old.redis) {
-                let last = old.last_id.lock().map(|l| l.clone()).unwrap_or_default();
-                if let Ok(mut l) = new.last_id.lock() {
-                    *l = last;
-                }
-                new.synced
-                    .store(old.synced.load(Ordering::Acquire), Ordering::Release);
-            }
-        }
         self.metrics.revocations.set(self.len() as i64);
     }
 
     /// Entries held now.
-    pub fn len(&self) -> u64 {
-        self.entries.run_pending_tasks();
-        self.entries.entry_count()
+    pub fn len(&self) -> usize {
+        lock(&self.order).len()
     }
 
     /// Whether no entry is held.
@@ -309,12 +412,9 @@ impl Revocations {
         let Some(shared) = &self.shared else {
             return Ok(true);
         };
-        let after = shared
-            .last_id
-            .lock()
-            .map(|l| l.clone())
-            .unwrap_or_else(|p| p.into_inner().clone());
+        let after = lock(&shared.last_id).clone();
         let page = shared.redis.revocations_after(&after, PAGE).await?;
+        shared.last_read.store(clock::now(), Ordering::Relaxed);
         let caught_up = page.len() < PAGE;
         let mut last = after;
         let read = page.len();
@@ -326,9 +426,7 @@ impl Revocations {
             }
             last = id;
         }
-        if let Ok(mut l) = shared.last_id.lock() {
-            *l = last;
-        }
+        *lock(&shared.last_id) = last;
         if read > 0 {
             self.metrics.revocations.set(self.len() as i64);
         }
@@ -366,7 +464,8 @@ fn encode(kind: Kind, entry: &Key, at: u64) -> String {
 
 fn decode(text: &str) -> Option<(Key, u64)> {
     let mut parts = text.split(':');
-    let (_kind, hex, at) = (parts.next()?, parts.next()?, parts.next()?);
+    let (kind, hex, at) = (parts.next()?, parts.next()?, parts.next()?);
+    Kind::from_tag(kind)?;
     if parts.next().is_some() || hex.len() != 32 {
         return None;
     }
@@ -377,10 +476,18 @@ fn decode(text: &str) -> Option<(Key, u64)> {
     Some((entry, at.parse().ok()?))
 }
 
+/// Whether two Redis configs name the same stream (same deployment and key prefix), whatever
+/// their timeouts or credentials.
+fn same_stream(a: &RedisConfig, b: &RedisConfig) -> bool {
+    a.mode == b.mode && a.nodes == b.nodes && a.key_prefix == b.key_prefix
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::claims::Claims;
+
+    const HOUR: Duration = Duration::from_secs(3600);
 
     fn session(sub: &str, sid: Option<&str>, created: u64) -> Session {
         let mut claims = Claims::new();
@@ -399,94 +506,135 @@ mod tests {
     }
 
     fn list(capacity: usize) -> Revocations {
-        Revocations::new(Duration::from_secs(3600), capacity, None, Metrics::new())
+        Revocations::new(HOUR * 8, capacity, HOUR, None, Metrics::new())
     }
 
-    fn revoke(list: &Revocations, kind: Kind, value: &str, jti: &str, now: u64) {
+    fn block<T>(f: impl std::future::Future<Output = T>) -> T {
         tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap()
-            .block_on(list.revoke("https://op", kind, value, jti, now))
-            .unwrap();
+            .block_on(f)
+    }
+
+    /// Now, as the tests' revocation times (entries older than `keep` are pruned).
+    fn t(offset: u64) -> u64 {
+        clock::now() - 1000 + offset
+    }
+
+    fn revoke(l: &Revocations, sid: Option<&str>, sub: Option<&str>, jti: &str, at: u64) {
+        block(l.revoke("https://op", sid, sub, jti, at)).unwrap();
     }
 
     #[test]
     fn a_revoked_provider_session_refuses_its_cookies_only() {
         let l = list(100);
-        let alice = session("alice", Some("s1"), 1000);
+        let alice = session("alice", Some("s1"), t(0));
         assert!(!l.revoked("https://op", &alice).unwrap());
-        revoke(&l, Kind::Sid, "s1", "j1", 1500);
+        revoke(&l, Some("s1"), None, "j1", t(500));
         assert!(l.revoked("https://op", &alice).unwrap());
         assert!(!l
-            .revoked("https://op", &session("alice", Some("s2"), 1000))
+            .revoked("https://op", &session("alice", Some("s2"), t(0)))
             .unwrap());
         assert!(
             !l.revoked("https://other", &alice).unwrap(),
-            "another issuer's s1"
+            "another registration's s1"
         );
+    }
+
+    #[test]
+    fn a_sid_logout_also_ends_the_users_sessions_that_carry_no_sid() {
+        let l = list(100);
+        revoke(&l, Some("s1"), Some("alice"), "j1", t(500));
+        // Sealed before the gateway kept sid (or from a provider without sid in ID tokens).
+        assert!(l
+            .revoked("https://op", &session("alice", None, t(0)))
+            .unwrap());
+        assert!(!l
+            .revoked("https://op", &session("alice", None, t(501)))
+            .unwrap());
+        // Another provider session of the same user is not this logout's.
+        assert!(!l
+            .revoked("https://op", &session("alice", Some("s2"), t(0)))
+            .unwrap());
     }
 
     #[test]
     fn a_revoked_user_may_log_in_again_afterwards() {
         let l = list(100);
-        revoke(&l, Kind::Sub, "alice", "j1", 1500);
+        revoke(&l, None, Some("alice"), "j1", t(500));
         assert!(l
-            .revoked("https://op", &session("alice", None, 1000))
+            .revoked("https://op", &session("alice", None, t(0)))
             .unwrap());
         assert!(l
-            .revoked("https://op", &session("alice", Some("s9"), 1500))
+            .revoked("https://op", &session("alice", Some("s9"), t(500)))
             .unwrap());
         assert!(!l
-            .revoked("https://op", &session("alice", None, 1501))
+            .revoked("https://op", &session("alice", None, t(501)))
             .unwrap());
         assert!(!l
-            .revoked("https://op", &session("bob", None, 1000))
+            .revoked("https://op", &session("bob", None, t(0)))
             .unwrap());
     }
 
     #[test]
     fn a_replayed_logout_token_is_refused() {
         let l = list(100);
-        revoke(&l, Kind::Sid, "s1", "j1", 1500);
-        let again = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap()
-            .block_on(l.revoke("https://op", Kind::Sid, "s2", "j1", 1501));
+        revoke(&l, Some("s1"), None, "j1", t(500));
+        let again = block(l.revoke("https://op", Some("s2"), None, "j1", t(501)));
         assert!(matches!(again, Err(RevokeError::Replayed)), "{again:?}");
     }
 
     #[test]
-    fn an_overflowing_list_refuses_every_older_session() {
+    fn an_overflowing_list_drops_the_oldest_and_refuses_every_session_before_it() {
         let l = list(10);
         for i in 0..200u64 {
-            revoke(&l, Kind::Sid, &format!("s{i}"), &format!("j{i}"), 1000 + i);
+            revoke(&l, Some(&format!("s{i}")), None, &format!("j{i}"), t(i));
+            // Entries in use are read on every request: that must not change what goes.
+            for j in 0..=i {
+                let _ = l.revoked("https://op", &session("u", Some(&format!("s{j}")), t(900)));
+            }
         }
-        assert!(l.len() <= 10, "{} entries", l.len());
-        // Whatever was dropped, no revoked session gets back in.
+        assert_eq!(l.len(), 10);
+        // No revoked session gets back in, whichever entry went.
         for i in 0..200u64 {
-            let s = session("u", Some(&format!("s{i}")), 900);
+            let s = session("u", Some(&format!("s{i}")), t(i));
             assert!(l.revoked("https://op", &s).unwrap(), "s{i}");
         }
-        // Sessions created after the revocations are not affected.
+        // The floor is the newest dropped revocation, not the newest one: sessions created
+        // after it stay, unless revoked themselves.
+        assert_eq!(l.floor.load(Ordering::Relaxed), t(189));
         assert!(!l
-            .revoked("https://op", &session("u", Some("new"), 2000))
+            .revoked("https://op", &session("u", Some("other"), t(190)))
+            .unwrap());
+        assert!(l
+            .revoked("https://op", &session("u", Some("s195"), t(190)))
             .unwrap());
     }
 
     #[test]
-    fn a_list_replaced_by_a_reload_hands_its_entries_over() {
+    fn a_list_replaced_by_a_reload_hands_over_its_entries_and_later_ones() {
         let old = list(100);
-        revoke(&old, Kind::Sid, "s1", "j1", 1500);
-        let new = Revocations::new(Duration::from_secs(60), 50, None, Metrics::new());
-        new.inherit(&old);
+        revoke(&old, Some("s1"), None, "j1", t(500));
+        let new = Arc::new(Revocations::new(HOUR, 50, HOUR, None, Metrics::new()));
+        new.take_over(&old);
         assert!(new
-            .revoked("https://op", &session("alice", Some("s1"), 1000))
+            .revoked("https://op", &session("alice", Some("s1"), t(0)))
             .unwrap());
-        let replay = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap()
-            .block_on(new.revoke("https://op", Kind::Sid, "s1", "j1", 1600));
+        let replay = block(new.revoke("https://op", Some("s1"), None, "j1", t(600)));
         assert!(matches!(replay, Err(RevokeError::Replayed)));
+        // A logout still running on the old state after the swap reaches the new list.
+        revoke(&old, Some("s2"), None, "j2", t(700));
+        assert!(new
+            .revoked("https://op", &session("alice", Some("s2"), t(0)))
+            .unwrap());
+    }
+
+    #[test]
+    fn revocation_times_from_the_future_are_clamped() {
+        let l = list(100);
+        revoke(&l, None, Some("alice"), "j1", u64::MAX);
+        let later = session("alice", None, clock::now() + 2 * MAX_AHEAD);
+        assert!(!l.revoked("https://op", &later).unwrap());
     }
 
     #[test]
@@ -496,5 +644,10 @@ mod tests {
         assert_eq!(decode(&text), Some((k, 1234)));
         assert_eq!(decode("sid:zz:1"), None);
         assert_eq!(decode(&format!("{text}:x")), None);
+        assert_eq!(
+            decode(&text.replacen("sid", "xyz", 1)),
+            None,
+            "unknown kind"
+        );
     }
 }

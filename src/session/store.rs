@@ -120,9 +120,9 @@ impl SessionStore {
             }
             SessionStore::Redis(_) => None,
             // Once read, the list is this instance's own: cookie sessions keep flowing while
-            // Redis is away (only back-channel logouts wait for it).
-            SessionStore::Cookie(c) => (!c.revocations.is_synced())
-                .then_some("the shared revocation list (Redis) is not read yet"),
+            // Redis is away for a short while (only back-channel logouts wait for it).
+            SessionStore::Cookie(c) => (!c.revocations.is_current())
+                .then_some("the shared revocation list (Redis) was not read yet, or not for 30 s"),
         }
     }
 

@@ -325,3 +325,49 @@ async fn a_cluster_failover_under_load_loses_no_session() {
     assert!(cluster.nodes[master].cli(&["ROLE"]).starts_with("slave"));
     one_refresh_across_instances(&table).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_no_sentinel_and_no_master_requests_fail_closed_and_fast() {
+    let mut group = SentinelGroup::start();
+    let table = format!(
+        "mode = \"sentinel\"\nmaster_name = \"{MASTER_NAME}\"\n{}",
+        nodes(&group.sentinel_urls())
+    );
+    let env = Env::with(deployment(&table)).await;
+    let browsers = sessions(&env.gateway, &env.gateway, 1).await;
+    group.stop_sentinels();
+    group.master.stop();
+    group.replica.stop();
+    // Many requests at once, each needing a master nobody can name: every one gets the 503
+    // within a bound (no queue of lookups), never a redirect to login.
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let cookie = browsers[0].cookie_header();
+    let started = Instant::now();
+    let mut requests = Vec::new();
+    for _ in 0..30 {
+        let req = client
+            .get(env.url("/app"))
+            .header("cookie", &cookie)
+            .header("accept", "text/html");
+        requests.push(tokio::spawn(async move {
+            let r = req.send().await.unwrap();
+            (r.status(), r.headers().contains_key("retry-after"))
+        }));
+    }
+    for r in requests {
+        assert_eq!(r.await.unwrap(), (StatusCode::SERVICE_UNAVAILABLE, true));
+    }
+    // redis_timeout is 300 ms: a request waits at most twice that for a lookup.
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    let ready = reqwest::get(format!("{}/readyz", env.gateway.admin))
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+}

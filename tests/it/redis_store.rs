@@ -441,16 +441,22 @@ async fn redis_with_an_acl_user_from_a_url_file() {
     // The password never reaches the logs.
     assert!(!env.gateway.logs().contains("s3cret-pw"));
 
-    // A wrong password fails closed (503), with a log line that does not quote it either.
+    // A wrong password fails closed (503, and never ready), with a log line that does not quote
+    // it either.
     let wrong = Env::with(Options {
         session_extra: format!(
             "store = \"redis\"\nredis_url = \"redis://gateway:wrong-pw@127.0.0.1:{}\"\n",
             redis.port
         ),
+        wait_ready: false,
         ..Options::default()
     })
     .await;
     login_fails_closed(&wrong).await;
+    let ready = reqwest::get(format!("{}/readyz", wrong.gateway.admin))
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
     let logs = wrong.gateway.logs();
     assert!(logs.contains("Redis unavailable"), "{logs}");
     assert!(!logs.contains("wrong-pw"));
@@ -481,6 +487,7 @@ async fn rediss_verifies_the_server_against_the_configured_ca() {
     let other = common::ca::TestCa::new("someone else");
     let env = Env::with(Options {
         files: vec![("redis-ca.pem".into(), other.pem().into_bytes())],
+        wait_ready: false,
         ..redis_options(&redis, "redis_ca_file = \"redis-ca.pem\"")
     })
     .await;

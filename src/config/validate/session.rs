@@ -122,8 +122,11 @@ impl Validator<'_> {
         if idle_timeout.is_zero() {
             self.error("session.idle_timeout", "must be more than zero");
         }
-        if max_lifetime.is_zero() {
-            self.error("session.max_lifetime", "must be more than zero");
+        if max_lifetime.is_zero() || max_lifetime > Duration::from_secs(366 * 24 * 3600) {
+            self.error(
+                "session.max_lifetime",
+                "must be more than zero and at most 366 days",
+            );
         }
         let redis_url = self.secret(
             "session.redis_url",
@@ -324,12 +327,40 @@ impl Validator<'_> {
         for (i, node) in nodes.iter().enumerate() {
             let key = format!("session.redis.nodes[{i}]");
             ok &= self.redis_url(&key, node, mode_name == "standalone", insecure_ok);
-            if (username.is_some() || password.is_some()) && url_has_credentials(node) {
+            let parsed = Url::parse(node).ok();
+            if mode_name != "standalone" && url_has_credentials(node) {
+                // Sentinel and cluster clients take one set of credentials for every node.
+                self.error(
+                    &key,
+                    if mode_name == "sentinel" {
+                        "holds credentials: give them as session.redis.sentinel_username / sentinel_password (the sentinels) and username / password (the servers)"
+                    } else {
+                        "holds credentials: give them as session.redis.username / password (one set for every node)"
+                    },
+                );
+                ok = false;
+            } else if (username.is_some() || password.is_some()) && url_has_credentials(node) {
                 self.error(
                     &key,
                     "holds credentials as well as session.redis.username/password: give them in one place",
                 );
                 ok = false;
+            }
+            if mode_name == "sentinel" {
+                if parsed.as_ref().is_some_and(|u| u.port().is_none()) {
+                    self.error(
+                        &key,
+                        "names no port: give the sentinel's port (sentinels usually listen on 26379)",
+                    );
+                    ok = false;
+                }
+                if parsed
+                    .as_ref()
+                    .is_some_and(|u| !matches!(u.path(), "" | "/"))
+                {
+                    self.error(&key, "names a database: sentinel URLs name a sentinel only");
+                    ok = false;
+                }
             }
         }
         let schemes: std::collections::BTreeSet<&str> = nodes
@@ -415,6 +446,14 @@ impl Validator<'_> {
     /// One Redis URL; `false` (with the problem reported under `key`) when it cannot be used.
     /// The URL may hold a password: messages name the problem, never the URL.
     fn redis_url(&mut self, key: &str, url: &str, unix_ok: bool, insecure_ok: bool) -> bool {
+        if Url::parse(url).is_ok_and(|u| u.fragment().is_some()) {
+            // redis-rs reads `#insecure` as "do not verify the certificate".
+            self.error(
+                key,
+                "has a #fragment: not allowed (certificate checks cannot be turned off)",
+            );
+            return false;
+        }
         match Url::parse(url) {
             // Sessions (and the password in the URL) cross the network in clear text with
             // redis:// to another host.

@@ -477,6 +477,11 @@ fn redis_deployments_are_checked_with_the_key_path_of_each_problem() {
             "nodes = [\"redis://127.0.0.1:7000\"]",
             "session.redis",
         ),
+        (store, "mode = \"sentinel\"\nmaster_name = \"gw\"\nnodes = [\"redis://127.0.0.1\"]", "session.redis.nodes[0]"),
+        (store, "mode = \"sentinel\"\nmaster_name = \"gw\"\nnodes = [\"redis://127.0.0.1:26379/2\"]", "session.redis.nodes[0]"),
+        (store, "mode = \"sentinel\"\nmaster_name = \"gw\"\nnodes = [\"redis://:pw@127.0.0.1:26379\"]", "session.redis.nodes[0]"),
+        (store, "mode = \"cluster\"\nnodes = [\"redis://u:pw@127.0.0.1:7000\"]", "session.redis.nodes[0]"),
+        (store, "nodes = [\"rediss://127.0.0.1:7000/#insecure\"]", "session.redis.nodes[0]"),
         // The revocation list is for cookie sessions; in Redis it needs a Redis.
         ("store = \"redis\"\nrevocation = \"redis\"", "nodes = [\"redis://127.0.0.1\"]", "session.revocation"),
         ("revocation = \"disk\"", "nodes = [\"redis://127.0.0.1\"]", "session.revocation"),

@@ -41,6 +41,9 @@ pub struct Options {
     pub access_token_lifetime: Duration,
     /// Start the provider (false: the gateway starts with its provider down).
     pub start_provider: bool,
+    /// Wait until `/readyz` says ready (false: until the gateway is up; a gateway whose session
+    /// store is down is never ready).
+    pub wait_ready: bool,
     /// The gateway's port (default: a free one), for tests that must know it in advance.
     pub port: Option<u16>,
     /// `server.public_url` (default: the gateway's own origin), e.g. an nginx in front of it.
@@ -94,6 +97,7 @@ impl Default for Options {
             id_token_lifetime: Duration::from_secs(300),
             access_token_lifetime: Duration::from_secs(300),
             start_provider: true,
+            wait_ready: true,
             port: None,
             public_url: None,
             extra_args: Vec::new(),
@@ -272,7 +276,7 @@ jwks_min_refetch_interval = "1s"
             gateway_port,
             admin_port,
             &Spawn {
-                wait_ready: opts.start_provider,
+                wait_ready: opts.start_provider && opts.wait_ready,
                 args: opts.extra_args.clone(),
                 https: opts.https,
             },

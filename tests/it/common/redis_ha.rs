@@ -175,6 +175,14 @@ impl SentinelGroup {
         );
     }
 
+    /// Kills every sentinel.
+    pub fn stop_sentinels(&mut self) {
+        for s in &mut self.sentinels {
+            let _ = s.child.kill();
+            let _ = s.child.wait();
+        }
+    }
+
     /// The log files of the sentinels (for a failing test's message).
     pub fn logs(&self) -> String {
         (0..self.sentinels.len())
