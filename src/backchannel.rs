@@ -52,7 +52,8 @@ pub struct LogoutRequest {
     pub sub: Option<String>,
     pub sid: Option<String>,
     pub jti: String,
-    /// When the provider issued it (Unix seconds); never after it arrived.
+    /// When the logout happened, as late as the clock skew allows (Unix seconds; never after the
+    /// token arrived).
     pub iat: u64,
 }
 
@@ -190,7 +191,9 @@ fn check_claims(claims: &Claims, skew: u64, now: u64) -> Result<LogoutRequest, B
         sub,
         sid,
         jti,
-        iat: iat.min(now),
+        // A provider whose clock is behind by up to the skew: count from the latest moment the
+        // logout may have happened (never after the token arrived).
+        iat: iat.saturating_add(skew).min(now),
     })
 }
 
@@ -209,7 +212,17 @@ pub async fn revoke(
         ));
     }
     let revoked = match (&request.sid, &request.sub) {
-        (Some(sid), _) => store.revoke(Index::Sid, provider, sid).await,
+        (Some(sid), sub) => {
+            let n = store.revoke(Index::Sid, provider, sid).await;
+            match (n, sub) {
+                // The user's sessions without a sid may be this provider session's too.
+                (Ok(n), Some(sub)) => store
+                    .revoke(Index::NoSid, provider, sub)
+                    .await
+                    .map(|m| n + m),
+                (n, _) => n,
+            }
+        }
         (None, Some(sub)) => store.revoke(Index::Sub, provider, sub).await,
         (None, None) => Ok(0),
     };

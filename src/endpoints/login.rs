@@ -255,8 +255,9 @@ pub(super) async fn callback(
     let sid = user.sid.clone();
     let sub = user.subject().to_owned();
     let mut indexes = vec![(Index::Sub, sub.as_str())];
-    if let Some(sid) = &sid {
-        indexes.push((Index::Sid, sid.as_str()));
+    match &sid {
+        Some(sid) => indexes.push((Index::Sid, sid.as_str())),
+        None => indexes.push((Index::NoSid, sub.as_str())),
     }
     let store = &state.store;
     let mut written = store

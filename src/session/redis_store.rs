@@ -16,7 +16,7 @@
 //! `ClusterConnection`, which follows the slot map and its changes), created on first use on
 //! that thread's runtime. Together they are the pool: no lock and no cross-thread hop on the
 //! request path. With Sentinel the master the sentinels named is remembered; an error that
-//! says it is gone or demoted (refused, dropped, timed out, `READONLY`) makes the next command
+//! says it is gone or demoted (refused, dropped, `READONLY`, `NOREPLICAS`, `MASTERDOWN`) makes the next command
 //! ask the sentinels again. Every command is bounded by `redis_timeout`; a failure is an error
 //! the caller turns into a 503, and the first failure of an episode (and the recovery) is
 //! logged once.
@@ -84,6 +84,8 @@ pub enum Index {
     Sid,
     /// The user (`sub` claim).
     Sub,
+    /// The user's sessions that have no `sid` (a logout token with `sid` and `sub` ends them).
+    NoSid,
 }
 
 /// A Redis session store.
@@ -139,6 +141,10 @@ struct Master {
 
 /// After a failed lookup, how long requests fail at once rather than ask the sentinels again.
 const LOOKUP_BACKOFF: Duration = Duration::from_millis(500);
+
+/// The least time a lookup at the sentinels gets: redis-rs asks them in turn with its own
+/// timeouts (1 s to connect, 500 ms to answer), so a dead first sentinel must not use it all.
+const LOOKUP_BUDGET: Duration = Duration::from_secs(3);
 
 /// One thread's connection.
 #[derive(Clone)]
@@ -372,7 +378,7 @@ impl RedisStore {
     }
 
     /// The master the sentinels named, asking them when none is known or it went stale. Bounded
-    /// by `redis_timeout` twice at most (waiting for another request's lookup, then one's own),
+    /// (waiting for another request's lookup, then one's own, each at most the lookup budget),
     /// and at once after a lookup failed less than [`LOOKUP_BACKOFF`] ago.
     async fn master(&self, sentinel: &Sentinel) -> Result<Arc<Master>, StoreUnavailable> {
         let usable = |m: &Option<Arc<Master>>| {
@@ -397,7 +403,8 @@ impl RedisStore {
             ));
         }
         // One request asks; the others wait for its answer.
-        let Ok(mut client) = tokio::time::timeout(self.cfg.timeout, sentinel.client.lock()).await
+        let Ok(mut client) =
+            tokio::time::timeout(self.lookup_budget(), sentinel.client.lock()).await
         else {
             return Err(unavailable("the sentinels are being asked".to_owned()));
         };
@@ -410,18 +417,19 @@ impl RedisStore {
                 "the sentinels named no master just now".to_owned(),
             ));
         }
-        let found = match tokio::time::timeout(self.cfg.timeout, client.async_get_client()).await {
-            Ok(Ok(found)) => found,
-            outcome => {
-                sentinel
-                    .failed_at
-                    .store(crate::clock::now_ms(), Ordering::Relaxed);
-                return Err(unavailable(match outcome {
-                    Ok(Err(e)) => describe(&e),
-                    _ => "the sentinels named no master in time".to_owned(),
-                }));
-            }
-        };
+        let found =
+            match tokio::time::timeout(self.lookup_budget(), client.async_get_client()).await {
+                Ok(Ok(found)) => found,
+                outcome => {
+                    sentinel
+                        .failed_at
+                        .store(crate::clock::now_ms(), Ordering::Relaxed);
+                    return Err(unavailable(match outcome {
+                        Ok(Err(e)) => describe(&e),
+                        _ => "the sentinels named no master in time".to_owned(),
+                    }));
+                }
+            };
         Ok(self.adopt(sentinel, current, found))
     }
 
@@ -460,19 +468,35 @@ impl RedisStore {
     /// one: after a failover the old master may accept writes until the sentinels reconfigure
     /// it, and those would be lost.
     async fn follow_sentinels(&self, sentinel: &Sentinel) {
-        let Some(current) = sentinel.master.load_full() else {
+        if sentinel.master.load().is_none() {
             return; // None known: the next command asks.
-        };
+        }
         let Ok(mut client) = sentinel.client.try_lock() else {
             return; // A request is asking right now.
         };
-        let found = tokio::time::timeout(self.cfg.timeout, client.async_get_client()).await;
+        let found = tokio::time::timeout(self.lookup_budget(), client.async_get_client()).await;
         let Ok(Ok(found)) = found else {
             return; // Sentinels or master unreachable: commands fail and say so.
         };
-        if current.client.get_connection_info().addr() != found.get_connection_info().addr() {
-            self.adopt(sentinel, Some(current), found);
-        }
+        // What is current now (a request may have adopted a master meanwhile): the same address
+        // stays as it is (and is no longer stale), another one is switched to.
+        let current = sentinel.master.load_full();
+        self.adopt(sentinel, current, found);
+    }
+
+    /// How long one lookup at the sentinels may take.
+    fn lookup_budget(&self) -> Duration {
+        self.cfg.timeout.max(LOOKUP_BUDGET)
+    }
+
+    /// Drops this thread's connection to this store: after a command timed out, the connection
+    /// may be dead without knowing it (a middlebox dropped it silently); the next command
+    /// opens a new one. Other threads keep theirs.
+    fn drop_thread_connection(&self) {
+        CONNECTIONS.with(|cell| {
+            cell.borrow_mut()
+                .retain(|(g, _, _, _)| *g != self.generation)
+        });
     }
 
     /// After an error that means the master is gone or demoted: ask the sentinels again. A slow
@@ -508,7 +532,10 @@ impl RedisStore {
                         self.forget_master(epoch, &e);
                         Err(describe(&e))
                     }
-                    Err(_) => Err(format!("no answer within {:?}", self.cfg.timeout)),
+                    Err(_) => {
+                        self.drop_thread_connection();
+                        Err(format!("no answer within {:?}", self.cfg.timeout))
+                    }
                 }
             }
             Err(e) => Err(e.reason),
@@ -572,6 +599,7 @@ impl RedisStore {
         let kind = match index {
             Index::Sid => "sid",
             Index::Sub => "sub",
+            Index::NoSid => "nosid",
         };
         format!(
             "{}{kind}:{provider}:{}",

@@ -47,7 +47,8 @@ pub const SYNC_INTERVAL: Duration = Duration::from_secs(1);
 const PAGE: usize = 1000;
 
 /// An instance that could not read the shared list for this long refuses cookie sessions (503)
-/// until it can again: it might miss revocations the other instances record.
+/// until it can again: it might miss revocations the other instances record. (Longer with a
+/// long `redis_timeout`: four of them and a sync interval, so one slow read is not enough.)
 pub const STALE_AFTER: Duration = Duration::from_secs(30);
 
 /// A revocation time further in the future than this (a hostile or broken stream entry) is
@@ -124,6 +125,8 @@ struct Shared {
     synced: AtomicBool,
     /// Unix seconds of the last successful read.
     last_read: AtomicU64,
+    /// Seconds without a successful read after which the list counts as unread.
+    stale_after: u64,
     last_id: Mutex<String>,
 }
 
@@ -151,11 +154,9 @@ impl Revocations {
         metrics: Metrics,
     ) -> Revocations {
         Revocations {
-            entries: Cache::builder()
-                // A little longer than any session it concerns can last (pruned by time in
-                // `order` before that).
-                .time_to_live(keep.saturating_add(Duration::from_secs(60)))
-                .build(),
+            // No expiry or capacity of its own: `order` prunes by time and bounds the size, under
+            // one lock, so the two never disagree.
+            entries: Cache::builder().build(),
             order: Mutex::new(BTreeSet::new()),
             floor: AtomicU64::new(0),
             empty: AtomicBool::new(true),
@@ -164,6 +165,9 @@ impl Revocations {
                 .time_to_live(jti_keep)
                 .build(),
             shared: redis.map(|redis| Shared {
+                stale_after: STALE_AFTER
+                    .max(redis.config().timeout * 4 + SYNC_INTERVAL)
+                    .as_secs(),
                 redis,
                 synced: AtomicBool::new(false),
                 last_read: AtomicU64::new(0),
@@ -199,8 +203,7 @@ impl Revocations {
     pub fn is_current(&self) -> bool {
         self.shared.as_ref().is_none_or(|s| {
             s.synced.load(Ordering::Acquire)
-                && clock::now().saturating_sub(s.last_read.load(Ordering::Relaxed))
-                    <= STALE_AFTER.as_secs()
+                && clock::now().saturating_sub(s.last_read.load(Ordering::Relaxed)) <= s.stale_after
         })
     }
 
@@ -220,11 +223,12 @@ impl Revocations {
                 });
             }
             let read = shared.last_read.load(Ordering::Relaxed);
-            if clock::now().saturating_sub(read) > STALE_AFTER.as_secs() {
+            if clock::now().saturating_sub(read) > shared.stale_after {
                 return Err(StoreUnavailable {
                     op: "revocations",
                     reason: format!(
-                        "the shared revocation list could not be read for more than {STALE_AFTER:?}"
+                        "the shared revocation list could not be read for more than {} s",
+                        shared.stale_after
                     ),
                 });
             }
@@ -354,8 +358,10 @@ impl Revocations {
                 let Some((t, k)) = order.pop_first() else {
                     break;
                 };
+                // The floor first: at no moment is the revocation neither listed nor covered.
+                let raised = self.floor.fetch_max(t, Ordering::Relaxed) < t;
                 self.entries.invalidate(&k);
-                if self.floor.fetch_max(t, Ordering::Relaxed) < t {
+                if raised {
                     tracing::warn!(
                         revoked_at = t,
                         "revocations: session.max_revocations reached; every cookie session created before the oldest revocation kept is refused"
@@ -414,7 +420,14 @@ impl Revocations {
         };
         let after = lock(&shared.last_id).clone();
         let page = shared.redis.revocations_after(&after, PAGE).await?;
-        shared.last_read.store(clock::now(), Ordering::Relaxed);
+        let now = clock::now();
+        shared.last_read.store(now, Ordering::Relaxed);
+        // A list that replaced this one at a reload, not yet followed itself, is as current
+        // (what this read adds reaches it through `insert`).
+        let next = lock(&self.successor).upgrade();
+        if let Some(s) = next.as_ref().and_then(|n| n.shared.as_ref()) {
+            s.last_read.fetch_max(now, Ordering::Relaxed);
+        }
         let caught_up = page.len() < PAGE;
         let mut last = after;
         let read = page.len();

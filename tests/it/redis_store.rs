@@ -523,7 +523,15 @@ async fn a_new_login_replaces_the_browsers_previous_session() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn activity_renews_the_idle_ttl_and_idleness_ends_the_session_in_redis() {
     let redis = RedisServer::start();
-    let env = Env::with(redis_options(&redis, "idle_timeout = \"3s\"")).await;
+    // TTLs, not timeouts, are under test: a generous redis_timeout for a busy test machine.
+    let env = Env::with(Options {
+        session_extra: format!(
+            "store = \"redis\"\nredis_url = \"{}\"\nredis_timeout = \"3s\"\nidle_timeout = \"3s\"\n",
+            redis.url()
+        ),
+        ..Options::default()
+    })
+    .await;
     let mut b = Browser::new();
     assert_eq!(
         b.login(&env.url("/app"), "alice").await.status,
@@ -613,4 +621,39 @@ upstream = "{echo}"
     let (status, body) = backchannel(&env.gateway, &token).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(alice.get(&env.url("/app")).await.status, StatusCode::FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logout_naming_sid_and_sub_also_ends_the_users_sessions_without_a_sid() {
+    let redis = RedisServer::start();
+    let env = Env::with(redis_options(&redis, "")).await;
+    let provider = env.provider();
+    // A provider whose ID tokens carry no sid: the session is indexed by its user alone.
+    provider
+        .controls
+        .set_misbehaviour(Some(devprovider::Misbehaviour::NoSid));
+    let mut alice = Browser::new();
+    assert_eq!(
+        alice.login(&env.url("/app"), "alice").await.status,
+        StatusCode::OK
+    );
+    let mut bob = Browser::new();
+    assert_eq!(
+        bob.login(&env.url("/app"), "bob").await.status,
+        StatusCode::OK
+    );
+    provider.controls.set_misbehaviour(None);
+    let alice_sub = user("alice").unwrap().sub();
+    let token = provider
+        .mint_logout_token(
+            common::CLIENT_ID,
+            Some(alice_sub),
+            Some("a-provider-session"),
+            json!({}),
+        )
+        .unwrap();
+    let (status, body) = backchannel(&env.gateway, &token).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(alice.get(&env.url("/app")).await.status, StatusCode::FOUND);
+    assert_eq!(bob.get(&env.url("/app")).await.status, StatusCode::OK);
 }

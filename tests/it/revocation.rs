@@ -245,3 +245,33 @@ async fn revocations_in_redis_reach_every_instance_and_one_started_later() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logout_naming_sid_and_sub_also_ends_cookie_sessions_without_a_sid() {
+    let env = Env::start().await;
+    let g = &env.gateway;
+    let provider = env.provider();
+    provider
+        .controls
+        .set_misbehaviour(Some(devprovider::Misbehaviour::NoSid));
+    let alice = logged_in(&g.base, "alice").await;
+    let bob = logged_in(&g.base, "bob").await;
+    provider.controls.set_misbehaviour(None);
+    let with_sid = logged_in(&g.base, "alice").await;
+    let alice_sub = user("alice").unwrap().sub();
+    let token = provider
+        .mint_logout_token(
+            common::CLIENT_ID,
+            Some(alice_sub),
+            Some("another-provider-session"),
+            json!({}),
+        )
+        .unwrap();
+    let (status, body) = backchannel(g, &token).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // Her session without a sid may be that provider session: refused. Her session of another
+    // provider session, and bob's, stay.
+    assert_eq!(app(&alice, g).await, StatusCode::FOUND);
+    assert_eq!(app(&with_sid, g).await, StatusCode::OK);
+    assert_eq!(app(&bob, g).await, StatusCode::OK);
+}

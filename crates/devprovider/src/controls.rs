@@ -42,6 +42,8 @@ pub enum Misbehaviour {
     DiscoveryIssuerMismatch,
     /// Every endpoint answers 503.
     Unavailable,
+    /// ID tokens carry no `sid` (as some providers' do not).
+    NoSid,
 }
 
 /// How a token request authenticated its client (as seen by the provider).

@@ -239,7 +239,9 @@ fn id_token_claims(
     claims.insert("iat".into(), json!(iat));
     claims.insert("exp".into(), json!(exp));
     claims.insert("auth_time".into(), json!(authn.auth_time));
-    claims.insert("sid".into(), json!(authn.sid));
+    if m != Some(Misbehaviour::NoSid) {
+        claims.insert("sid".into(), json!(authn.sid));
+    }
     claims.insert("at_hash".into(), json!(at_hash));
     claims.insert("jti".into(), json!(random_token()));
     if let Some(n) = nonce {
