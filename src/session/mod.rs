@@ -8,6 +8,7 @@ pub mod cache;
 pub mod codec;
 pub mod cookies;
 pub mod login_state;
+pub mod redis_conn;
 pub mod redis_store;
 pub mod revocation;
 pub mod store;
