@@ -168,22 +168,27 @@ impl Access {
         if ask.extend && refresh::is_due(&user, now) {
             let provider = &state.providers[provider_index].oidc;
             let kept = &state.providers[provider_index].kept_paths;
-            let refreshed = match &handle {
-                Handle::Redis { .. } => {
-                    let stored = Stored {
-                        cfg,
-                        store: &state.store,
-                        codec: &state.codec,
-                        handle: &handle,
-                    };
-                    self.refresher
-                        .refresh_stored(stored, provider, kept, &user, &self.metrics, now)
-                        .await
-                }
-                Handle::Cookie => {
-                    self.refresher
-                        .refresh(provider, kept, &user, &self.metrics, now)
-                        .await
+            let refreshed = if provider.is_down() {
+                // Known to be down: asking would only wait out its timeout on every request.
+                Err(RefreshError::Unavailable)
+            } else {
+                match &handle {
+                    Handle::Redis { .. } => {
+                        let stored = Stored {
+                            cfg,
+                            store: &state.store,
+                            codec: &state.codec,
+                            handle: &handle,
+                        };
+                        self.refresher
+                            .refresh_stored(stored, provider, kept, &user, &self.metrics, now)
+                            .await
+                    }
+                    Handle::Cookie => {
+                        self.refresher
+                            .refresh(provider, kept, &user, &self.metrics, now)
+                            .await
+                    }
                 }
             };
             match refreshed {
@@ -191,6 +196,14 @@ impl Access {
                     user = Arc::new(fresh);
                     reseal = true;
                     was_refreshed = true;
+                }
+                // An outage while the ID token still holds: the session goes on as it is and
+                // a later request refreshes it.
+                Err(RefreshError::Unavailable) if refresh::rides_out_outage(&user, now) => {
+                    tracing::debug!(
+                        provider = provider.name(),
+                        "refresh postponed: provider unavailable, ID token still valid"
+                    );
                 }
                 // Fail closed: the provider's tokens have expired and it cannot confirm the
                 // user now, so this request waits; the cookie stays for when it is back.

@@ -139,7 +139,7 @@ pub async fn validate(
 }
 
 /// Issuer, audience (this client) and, when present, `exp`, with the provider's clock skew.
-fn validation(provider: &Provider, alg: Algorithm) -> Validation {
+pub(crate) fn validation(provider: &Provider, alg: Algorithm) -> Validation {
     let mut v = Validation::new(alg);
     v.leeway = provider.cfg.clock_skew.as_secs();
     v.set_issuer(&[provider.cfg.issuer.as_str()]);
@@ -152,7 +152,11 @@ fn validation(provider: &Provider, alg: Algorithm) -> Validation {
 }
 
 /// The logout-token rules beyond signature, issuer and audience (spec §2.4 and §2.6).
-fn check_claims(claims: &Claims, skew: u64, now: u64) -> Result<LogoutRequest, BackchannelError> {
+pub(crate) fn check_claims(
+    claims: &Claims,
+    skew: u64,
+    now: u64,
+) -> Result<LogoutRequest, BackchannelError> {
     let refused = BackchannelError::Refused;
     let iat = claims
         .get("iat")

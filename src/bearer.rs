@@ -156,7 +156,7 @@ fn into_error(e: JwsError) -> BearerError {
 }
 
 /// Issuer, audience, times (with clock skew) and the one algorithm the header names.
-fn validation(provider: &Provider, alg: Algorithm) -> Result<Validation, JwsError> {
+pub(crate) fn validation(provider: &Provider, alg: Algorithm) -> Result<Validation, JwsError> {
     let audience = provider
         .cfg
         .audience

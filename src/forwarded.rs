@@ -147,7 +147,7 @@ pub fn strip_gateway_cookies(session: &SessionConfig, upstream: &mut RequestHead
                 continue;
             }
             let name = part.split(|&b| b == b'=').next().unwrap_or(part);
-            if is_gateway_cookie(prefix, name.trim_ascii()) {
+            if is_gateway_cookie(prefix, trim_cookie_name(name)) {
                 found = true;
                 continue;
             }
@@ -167,6 +167,13 @@ pub fn strip_gateway_cookies(session: &SessionConfig, upstream: &mut RequestHead
     Ok(())
 }
 
+/// A cookie name trimmed as the cookie crate trims the names `RequestCookies` reads: Unicode
+/// whitespace, not only ASCII. A name the gateway reads as its own must be one it strips from
+/// requests and refuses in the upstream's `Set-Cookie` (`\u{a0}oidc_session` is its session).
+fn trim_cookie_name(name: &[u8]) -> &[u8] {
+    std::str::from_utf8(name).map_or(name.trim_ascii(), |n| n.trim().as_bytes())
+}
+
 /// Whether a cookie name is the gateway's: `{cookie_name}` or `{cookie_name}_...`.
 pub fn is_gateway_cookie(prefix: &[u8], name: &[u8]) -> bool {
     name.strip_prefix(prefix)
@@ -183,7 +190,10 @@ pub fn drop_gateway_set_cookies(
     let theirs = |v: &http::HeaderValue| {
         let bytes = v.as_bytes();
         let end = bytes.iter().position(|&b| b == b'=' || b == b';');
-        is_gateway_cookie(prefix, bytes[..end.unwrap_or(bytes.len())].trim_ascii())
+        is_gateway_cookie(
+            prefix,
+            trim_cookie_name(&bytes[..end.unwrap_or(bytes.len())]),
+        )
     };
     let values = resp.headers.get_all(http::header::SET_COOKIE);
     if !values.iter().any(theirs) {
@@ -319,6 +329,72 @@ mod tests {
         assert!(is_gateway_cookie(b"oidc_session", b"oidc_session_login_x"));
         assert!(!is_gateway_cookie(b"oidc_session", b"oidc_sessionx"));
         assert!(!is_gateway_cookie(b"oidc_session", b"app"));
+    }
+
+    fn session_config() -> SessionConfig {
+        use crate::config::{RevocationKind, SameSite, Secret, SessionStoreKind};
+        SessionConfig {
+            cookie_name: "oidc_session".into(),
+            keys: Secret::new(vec![[7; 32]]),
+            secure: true,
+            same_site: SameSite::Lax,
+            idle_timeout: std::time::Duration::from_secs(1800),
+            max_lifetime: std::time::Duration::from_secs(8 * 3600),
+            store: SessionStoreKind::Cookie,
+            revocation: RevocationKind::Memory,
+            max_revocations: 100,
+            max_login_states: 5,
+            max_chunks: 4,
+        }
+    }
+
+    /// Found by fuzz/ (forwarded_headers): the gateway read `\u{a0}oidc_session=...` as its
+    /// session cookie (the cookie crate trims Unicode whitespace) but forwarded it, since only
+    /// ASCII whitespace was trimmed before comparing names.
+    #[test]
+    fn cookies_the_gateway_reads_as_its_own_never_reach_the_upstream() {
+        use crate::session::RequestCookies;
+        let cfg = session_config();
+        for sent in [
+            "\u{a0}oidc_session=x; app=1",
+            "oidc_session\u{2003}=x; app=1",
+            "app=1;\u{3000}oidc_session_0=x",
+            "\toidc_session_login_abc =x;app=1",
+        ] {
+            let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+            req.insert_header(
+                http::header::COOKIE,
+                http::HeaderValue::from_bytes(sent.as_bytes()).unwrap(),
+            )
+            .unwrap();
+            let before = RequestCookies::of(&req.headers, &cfg);
+            assert!(before.bare.is_some() || !before.chunks.is_empty() || !before.login.is_empty());
+            strip_gateway_cookies(&cfg, &mut req).unwrap();
+            assert_eq!(req.headers[http::header::COOKIE], "app=1", "{sent:?}");
+        }
+    }
+
+    /// Found by fuzz/ (forwarded_headers): `Set-Cookie: \u{a0}oidc_session_0=...` from the
+    /// upstream was kept, and the gateway reads that cookie, sent back, as its session chunk.
+    #[test]
+    fn the_upstream_cannot_set_a_cookie_the_gateway_reads_as_its_own() {
+        let cfg = session_config();
+        let mut resp = pingora::http::ResponseHeader::build(200, None).unwrap();
+        for v in [
+            "\u{a0}oidc_session_0=planted; Path=/",
+            "oidc_session\u{2003}=planted",
+            "app=1; Path=/",
+        ] {
+            let v = http::HeaderValue::from_bytes(v.as_bytes()).unwrap();
+            resp.append_header(http::header::SET_COOKIE, v).unwrap();
+        }
+        drop_gateway_set_cookies(&cfg, &mut resp).unwrap();
+        let kept: Vec<_> = resp
+            .headers
+            .get_all(http::header::SET_COOKIE)
+            .iter()
+            .collect();
+        assert_eq!(kept, ["app=1; Path=/"]);
     }
 
     #[test]

@@ -34,7 +34,7 @@ pub struct KeyRing {
     keys: ArcSwapOption<DecodedKeys>,
 }
 
-struct DecodedKeys {
+pub(crate) struct DecodedKeys {
     source: Arc<CoreJsonWebKeySet>,
     /// (kid, key, family): keys without a kid are tried when the token names none.
     keys: Vec<(Option<String>, DecodingKey, jsonwebtoken::AlgorithmFamily)>,
@@ -88,7 +88,7 @@ impl KeyRing {
 
 /// Converts openidconnect's JWKS into jsonwebtoken keys. Keys jsonwebtoken cannot read and
 /// symmetric (`oct`) keys are skipped: a public JWKS must never make HS* forgeable.
-fn decode_keys(source: Arc<CoreJsonWebKeySet>) -> DecodedKeys {
+pub(crate) fn decode_keys(source: Arc<CoreJsonWebKeySet>) -> DecodedKeys {
     let mut keys = Vec::new();
     for k in source.keys() {
         let Ok(jwk) = serde_json::to_value(k).and_then(serde_json::from_value::<Jwk>) else {
@@ -108,7 +108,7 @@ fn decode_keys(source: Arc<CoreJsonWebKeySet>) -> DecodedKeys {
 }
 
 /// Verifies with the key named by `kid` (or every key of the right family when there is none).
-fn check(
+pub(crate) fn check(
     keys: &DecodedKeys,
     kid: Option<&str>,
     token: &str,

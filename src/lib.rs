@@ -22,10 +22,13 @@ pub mod claims;
 pub mod cli;
 pub mod clock;
 pub mod config;
+mod connections;
 #[cfg(feature = "demo")]
 mod demo;
 mod endpoints;
 mod forwarded;
+#[cfg(fuzzing)]
+pub mod fuzzing;
 pub mod identity;
 mod jws;
 pub mod keygen;

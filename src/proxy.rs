@@ -9,8 +9,9 @@
 //! `logging`: metrics and the access line. The authenticated path makes no provider call and
 //! takes no lock.
 
+use std::any::Any;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
@@ -21,6 +22,7 @@ use pingora::{Error, ErrorType, Result};
 
 use crate::access::{Access, Admitted, Ask, Denial, Identity};
 use crate::config::{AuthMode, RouteConfig};
+use crate::connections;
 use crate::endpoints;
 use crate::forwarded;
 use crate::metrics::{InFlight, Metrics};
@@ -37,6 +39,7 @@ pub struct Gateway {
     metrics: Metrics,
     /// Outlives configuration swaps, so a refresh in flight is still shared.
     access: Access,
+    header_timeouts: prometheus::IntCounter,
 }
 
 impl Gateway {
@@ -45,6 +48,9 @@ impl Gateway {
         Gateway {
             state,
             access: Access::new(metrics.clone()),
+            header_timeouts: metrics
+                .connections_dropped
+                .with_label_values(&["request_header_timeout"]),
             metrics,
         }
     }
@@ -100,6 +106,7 @@ impl ProxyHttp for Gateway {
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let state = self.state.load_full();
         ctx.state = Some(state.clone());
+        connections::keep_alive(session, &state.config.server);
         let reply = match target::read(&state, session.req_header()) {
             Ok(Target::Endpoint(endpoint)) => {
                 ctx.label = "gateway";
@@ -217,6 +224,27 @@ impl ProxyHttp for Gateway {
             sub = ctx.sub.as_deref().unwrap_or("-"),
             error = e.map(|e| e.etype().as_str()).unwrap_or(""),
         );
+    }
+
+    /// Marks the connection as reused, for `request_header_timeout` (a unit box allocates
+    /// nothing).
+    fn persist_connection_context(
+        &self,
+        _session: &Session,
+        _ctx: &RequestCtx,
+    ) -> Option<Box<dyn Any + Send + Sync>> {
+        Some(Box::new(()))
+    }
+
+    fn request_header_timeout(&self, reused: bool) -> Option<Duration> {
+        Some(connections::header_deadline(
+            &self.state.load().config.server,
+            reused,
+        ))
+    }
+
+    fn request_header_timed_out(&self, _reused: bool) {
+        self.header_timeouts.inc();
     }
 
     /// Pingora's error lines print this: method and path, never the query (codes, states).

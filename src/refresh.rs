@@ -266,6 +266,17 @@ pub fn is_due(session: &Session, now: u64) -> bool {
     session.refresh_token.is_some() && session.tokens_expire.is_some_and(|t| now >= t)
 }
 
+/// The `exp` of an ID token's claims.
+pub fn id_token_exp(claims: &Claims) -> Option<u64> {
+    claims.get("exp").and_then(Value::as_u64)
+}
+
+/// Whether the session's last ID token is still valid at `now`: then a refresh the provider
+/// cannot answer (an outage) does not stop the session; the next request tries again.
+pub fn rides_out_outage(session: &Session, now: u64) -> bool {
+    session.id_token_expires.is_some_and(|exp| now < exp)
+}
+
 /// When the tokens of a login or refresh expire: the access token's `expires_in` or the ID
 /// token's `exp`, whichever is sooner, but never sooner than [`MIN_TOKEN_LIFETIME_SECS`].
 pub fn tokens_expire(tokens: &Tokens, id_token_claims: Option<&Claims>, now: u64) -> Option<u64> {
@@ -325,6 +336,10 @@ fn renewed(
         },
         // A refreshed ID token belongs to the same provider session.
         sid: old.sid.clone(),
+        id_token_expires: match id_claims {
+            Some(c) => id_token_exp(c),
+            None => old.id_token_expires,
+        },
     }
 }
 
@@ -361,6 +376,7 @@ mod tests {
             refresh_token: refresh.map(str::to_owned),
             id_token_hint: None,
             sid: None,
+            id_token_expires: None,
         }
     }
 

@@ -118,6 +118,13 @@ impl Reloader {
                     "reload: provider did not answer; retrying in the background"
                 ),
             }
+            if let Some(before) = old
+                .providers
+                .iter()
+                .find(|o| o.oidc.name() == provider.name())
+            {
+                provider.adopt_documents(&before.oidc).await;
+            }
         }
         // The last fallible step, so a refused reload never leaves a new certificate behind.
         if let (Some(cert), Some(files)) = (&self.listener_cert, &new.config.server.tls) {
@@ -159,6 +166,10 @@ fn restart_only_changes(old: &Config, new: &Config) -> Result<(), ReloadError> {
     if what.is_empty() {
         if old.server.threads != new.server.threads {
             tracing::warn!("reload: server.threads changes only at the next restart");
+        }
+        if old.server.keepalive_timeout != new.server.keepalive_timeout && new.server.tls.is_some()
+        {
+            tracing::warn!("reload: server.keepalive_timeout applies to HTTP/2 connections only after the next restart");
         }
         Ok(())
     } else {

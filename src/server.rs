@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
+use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::server::configuration::ServerConf;
 use pingora::server::{Server, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
@@ -16,6 +17,7 @@ use pingora::services::listening::Service;
 
 use crate::admin::Admin;
 use crate::config::Config;
+use crate::connections::ConnectionLimit;
 use crate::metrics::Metrics;
 use crate::oidc::LoadError;
 use crate::proxy::Gateway;
@@ -100,10 +102,18 @@ pub fn run(
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
-    let mut proxy = pingora::proxy::http_proxy_service_with_name(
+    let mut proxy_app = pingora::proxy::http_proxy(
         &server.configuration,
         Gateway::new(state.clone(), metrics.clone()),
-        "oidc-gateway proxy",
+    );
+    // HTTP/2 (TLS listener): an idle connection ends after `keepalive_timeout`, as HTTP/1's do
+    // (pingora's default keeps it for ever). Set once: a reload changes it at the next restart.
+    let mut options = pingora::apps::HttpServerOptions::default();
+    options.h2_idle_timeout = Some(server_cfg.keepalive_timeout);
+    proxy_app.server_options = Some(options);
+    let mut proxy = Service::new(
+        "oidc-gateway proxy".to_owned(),
+        ConnectionLimit::new(proxy_app, state.clone(), metrics.clone()),
     );
     let listen = server_cfg.listen.to_string();
     let listener_cert = match &server_cfg.tls {
@@ -117,11 +127,15 @@ pub fn run(
                 .map_err(|e| StartError::Tls(TlsError::Config(e.to_string())))?;
             settings.set_cert_resolver(cert.clone());
             settings.enable_h2();
-            proxy.add_tls_with_settings(&listen, None, settings);
+            proxy.add_listener(
+                ListenerConfig::tcp(listen.as_str())
+                    .tls(settings)
+                    .l4_buffer(l4_buffer()),
+            );
             Some(cert)
         }
         None => {
-            proxy.add_tcp(&listen);
+            proxy.add_listener(ListenerConfig::tcp(listen.as_str()).l4_buffer(l4_buffer()));
             None
         }
     };
@@ -167,6 +181,15 @@ pub fn run(
     tracing::info!(listen = %server_cfg.listen, public_url = %server_cfg.public_origin, "oidc-gateway serving");
     drop(current);
     server.run_forever()
+}
+
+/// The socket buffers of each client connection: no read buffer. Pingora's default 64 KiB read
+/// buffer per connection was most of the ~90 KiB that every open connection cost, waiting or
+/// not; without it reads go straight into the request's own buffers (4 KiB for the header,
+/// pingora's body buffer for a body), which read as much per call (BENCHMARKS.md, slow
+/// clients). Writes keep pingora's small buffer, which joins a response head and body.
+fn l4_buffer() -> L4BufferSettings {
+    L4BufferSettings::new(0, pingora::listeners::DEFAULT_L4_WRITE_BUFFER_SIZE)
 }
 
 /// SIGINT (Ctrl-C) ends the process at once, from a thread of its own.

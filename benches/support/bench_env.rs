@@ -27,6 +27,8 @@ use oidc_gateway::session::{Codec, RequestCookies};
 fn usage() -> ! {
     eprintln!(
         "usage: bench-env provider --port P --redirect-uri URL --client-secret S\n\
+         \x20          [--id-token-lifetime SECS] [--access-token-lifetime SECS]\n\
+         \x20          [--bearer-audience AUD --bearer-out FILE [--bearer-lifetime SECS]]\n\
          \x20      bench-env mint --config FILE --cookie 'name=value; ...' --count N --out FILE\n\
          \x20      bench-env logins --url URL --concurrency C --seconds S [--user alice]"
     );
@@ -70,14 +72,41 @@ async fn provider(args: &[String]) {
             DevClientAuth::SecretBasic(need(args, "--client-secret")),
             need(args, "--redirect-uri"),
         )],
-        // Long-lived tokens: no refresh happens during a benchmark.
-        id_token_lifetime: Duration::from_secs(24 * 3600),
-        access_token_lifetime: Duration::from_secs(24 * 3600),
+        // Long-lived tokens by default: no refresh happens during a benchmark. The fault soak
+        // (benches/fault_soak.sh) sets short ones to make the gateway refresh.
+        id_token_lifetime: Duration::from_secs(secs_arg(args, "--id-token-lifetime", 24 * 3600)),
+        access_token_lifetime: Duration::from_secs(secs_arg(
+            args,
+            "--access-token-lifetime",
+            24 * 3600,
+        )),
         ..DevProviderOptions::default()
     };
     let p = DevProvider::start(opts).await.expect("dev provider starts");
     println!("{}", p.issuer);
+    // `--bearer-out FILE`: a JWT access token for alice with audience `--bearer-audience`, signed
+    // with this process's key, written to FILE (atomically, by rename) now and again every half
+    // lifetime, for API clients of `bearer = true` routes (the provider itself issues opaque
+    // access tokens).
+    if let Some(out) = arg(args, "--bearer-out") {
+        let aud = need(args, "--bearer-audience");
+        let lifetime = secs_arg(args, "--bearer-lifetime", 600).max(2);
+        let tmp = format!("{out}.tmp");
+        loop {
+            let token = p
+                .mint_access_token("alice", &aud, i64::try_from(lifetime).unwrap_or(600))
+                .expect("mint access token");
+            std::fs::write(&tmp, format!("{token}\n")).expect("write bearer token");
+            std::fs::rename(&tmp, &out).expect("rename bearer token");
+            tokio::time::sleep(Duration::from_secs(lifetime / 2)).await;
+        }
+    }
     std::future::pending::<()>().await;
+}
+
+/// `--name SECS` (whole seconds), or `default`.
+fn secs_arg(args: &[String], name: &str, default: u64) -> u64 {
+    arg(args, name).map_or(default, |v| v.parse().unwrap_or_else(|_| usage()))
 }
 
 fn mint(args: &[String]) {

@@ -134,6 +134,7 @@ pub fn session(config: &Config, full: &Claims, hint: bool) -> Session {
         refresh_token: None,
         id_token_hint: hint.then(|| id_token_like(&id_claims)),
         sid: Some("0b3c1f6e-5a8d-4c2e-9f7a-2d6e8b1a4c30".into()),
+        id_token_expires: None,
     }
 }
 

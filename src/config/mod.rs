@@ -63,6 +63,12 @@ pub struct ServerConfig {
     pub drain_timeout: Duration,
     /// Route matching ignores ASCII case (IIS-style upstreams serve `/RA` as `/ra`).
     pub case_insensitive_paths: bool,
+    /// The longest wait for a whole request header on a new connection.
+    pub request_header_timeout: Duration,
+    /// The longest idle wait for the next request on a keep-alive connection (whole seconds).
+    pub keepalive_timeout: Duration,
+    /// Open client connections at most.
+    pub max_connections: usize,
 }
 
 /// The certificates (DER) of a CA file, read and checked once.
@@ -204,6 +210,8 @@ pub struct ProviderConfig {
     pub trusted_audiences: Vec<String>,
     pub jwks_min_refetch_interval: Duration,
     pub jwks_refresh_interval: Duration,
+    /// How often reachability is probed; zero: never.
+    pub probe_interval: Duration,
     pub allow_insecure_http: bool,
     pub extra_auth_params: Vec<(String, String)>,
     /// The `aud` that access tokens sent as `Authorization: Bearer` must carry (bearer routes).

@@ -88,6 +88,21 @@ pub struct RawServer {
     pub drain_timeout: Option<String>,
     /// Route matching ignores ASCII case (for IIS and the like). Default: false.
     pub case_insensitive_paths: Option<bool>,
+    /// How long a client may take to send a whole request header, from connecting (or, on a
+    /// keep-alive connection, from the end of the previous answer plus `keepalive_timeout`);
+    /// past it the connection is closed. Default: "10s".
+    #[serde(default)]
+    #[schemars(schema_with = "duration")]
+    pub request_header_timeout: Option<String>,
+    /// How long an idle keep-alive connection waits for its next request (whole seconds, 1s to
+    /// 1h). Default: "75s".
+    #[serde(default)]
+    #[schemars(schema_with = "duration")]
+    pub keepalive_timeout: Option<String>,
+    /// Open client connections at most; more are closed at once and counted in
+    /// `oidc_gateway_connections_dropped_total{reason="max_connections"}`. Default: 20000.
+    #[schemars(range(min = 1, max = 1000000))]
+    pub max_connections: Option<i64>,
 }
 
 /// `[admin]`: the admin listener.
@@ -250,6 +265,12 @@ pub struct RawProvider {
     #[serde(default)]
     #[schemars(schema_with = "duration")]
     pub jwks_refresh_interval: Option<String>,
+    /// How often the provider's JWKS URI is asked whether the provider answers (a GET, its body
+    /// unread beyond `max_response_bytes`); while it does not, new logins get 503 instead of a
+    /// redirect to it. "0s" turns the probe off (then only failed calls tell). Default: "5s".
+    #[serde(default)]
+    #[schemars(schema_with = "duration")]
+    pub probe_interval: Option<String>,
     /// Allow http:// issuer, discovery and endpoints on non-loopback hosts. Default: false.
     pub allow_insecure_http: Option<bool>,
     /// Extra query parameters on the authorization request (prompt, acr_values, ...).

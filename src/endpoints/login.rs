@@ -43,6 +43,13 @@ pub fn route_denied(
     ask: &Ask<'_>,
     return_to: &str,
 ) -> Reply {
+    let provider = &state.providers[route.provider].oidc;
+    if matches!(denial, Denial::LoginRequired { .. })
+        && (provider.is_down() || !provider.is_ready())
+    {
+        // Nobody can log in now: an API client is told to retry later rather than to log in.
+        return respond::provider_unavailable(ask.browser);
+    }
     let login = login_url(state, return_to);
     let start = || {
         start_login(
@@ -82,13 +89,20 @@ pub fn start_login(
     browser: bool,
 ) -> Reply {
     let p = &state.providers[provider].oidc;
-    let Some(discovered) = p.discovered() else {
+    // Discovery alone is not enough: without keys no ID token could be checked at the callback.
+    let Some(discovered) = p.discovered().filter(|_| p.is_ready()) else {
         tracing::warn!(
             provider = p.name(),
             "login refused: provider not loaded yet"
         );
         return respond::provider_unavailable(browser);
     };
+    if p.is_down() {
+        // The probe (or a failed call) found the provider unreachable: a redirect there would
+        // strand the browser on an error page of its own.
+        tracing::debug!(provider = p.name(), "login refused: provider down");
+        return respond::provider_unavailable(browser);
+    }
     let login = LoginState {
         state: random_token(),
         nonce: random_token(),
@@ -250,6 +264,7 @@ pub(super) async fn callback(
             .get("sid")
             .and_then(|v| v.as_str())
             .map(str::to_owned),
+        id_token_expires: crate::refresh::id_token_exp(&result.claims),
     };
     let mut user = user;
     let sid = user.sid.clone();
@@ -303,7 +318,7 @@ fn fail(metrics: &Metrics, provider: &str, e: &LoginError, retry: &str) -> Reply
 }
 
 /// The first of `names` that appears more than once in `query`.
-fn repeated_param(query: Option<&str>, names: &[&'static str]) -> Option<&'static str> {
+pub(crate) fn repeated_param(query: Option<&str>, names: &[&'static str]) -> Option<&'static str> {
     let query = query?;
     names.iter().copied().find(|name| {
         url::form_urlencoded::parse(query.as_bytes())

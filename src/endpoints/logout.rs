@@ -88,7 +88,9 @@ pub(super) async fn backchannel_logout(
     metrics: &Metrics,
     session: &mut Session,
 ) -> Reply {
-    let body = match read_body(session, backchannel::MAX_BODY).await {
+    // A logout token is a few kilobytes: the header's time limit is plenty for it too.
+    let deadline = state.config.server.request_header_timeout;
+    let body = match read_body(session, backchannel::MAX_BODY, deadline).await {
         Ok(b) => b,
         Err(reason) => {
             tracing::info!(reason, "back-channel logout refused");

@@ -2,7 +2,7 @@
 //! UserInfo, forward-auth and back-channel logout; and `start_login`, which the proxy also uses.
 
 mod forward_auth;
-mod login;
+pub(crate) mod login;
 mod logout;
 mod userinfo;
 
@@ -83,8 +83,19 @@ pub async fn handle(
     }
 }
 
-/// The request body, at most `limit` bytes.
-async fn read_body(session: &mut Session, limit: usize) -> Result<Vec<u8>, &'static str> {
+/// The request body, at most `limit` bytes, whole within `deadline` (pingora bounds each read
+/// only, so a body trickled a byte at a time would hold the connection for days).
+async fn read_body(
+    session: &mut Session,
+    limit: usize,
+    deadline: std::time::Duration,
+) -> Result<Vec<u8>, &'static str> {
+    tokio::time::timeout(deadline, read_body_whole(session, limit))
+        .await
+        .unwrap_or(Err("request body not received in time"))
+}
+
+async fn read_body_whole(session: &mut Session, limit: usize) -> Result<Vec<u8>, &'static str> {
     let mut body = Vec::new();
     loop {
         match session.read_request_body().await {

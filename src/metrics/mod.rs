@@ -44,7 +44,15 @@ pub struct Metrics {
     pub backchannel_logouts: IntCounterVec,
     /// When the listener's certificate expires (Unix seconds); present only with TLS.
     pub tls_certificate_expiry: IntGaugeVec,
+    /// Open client connections on the proxy listener.
+    pub connections_open: IntGauge,
+    /// Client connections the gateway ended itself, by reason (`max_connections`: refused at
+    /// once; `request_header_timeout`: the header did not arrive in time).
+    pub connections_dropped: IntCounterVec,
 }
+
+/// The `reason` labels of `connections_dropped_total`.
+pub const CONNECTION_DROP_REASONS: [&str; 2] = ["max_connections", "request_header_timeout"];
 
 /// The `endpoint` labels of provider calls (`oidc::http::Endpoint::label`).
 pub const PROVIDER_ENDPOINTS: [&str; 4] = ["discovery", "jwks", "token", "userinfo"];
@@ -212,6 +220,20 @@ impl Metrics {
             ),
             &["listener"],
         ));
+        let connections_open = static_metric(IntGauge::new(
+            "connections_open",
+            "Open client connections on the proxy listener",
+        ));
+        let connections_dropped = static_metric(IntCounterVec::new(
+            Opts::new(
+                "connections_dropped_total",
+                "Client connections closed by the gateway without an answer, by reason",
+            ),
+            &["reason"],
+        ));
+        for reason in CONNECTION_DROP_REASONS {
+            connections_dropped.with_label_values(&[reason]);
+        }
         session_store_up.set(1);
         for result in ["success", "failure"] {
             config_reloads.with_label_values(&[result]);
@@ -234,6 +256,8 @@ impl Metrics {
             Box::new(revocations.clone()),
             Box::new(backchannel_logouts.clone()),
             Box::new(tls_certificate_expiry.clone()),
+            Box::new(connections_open.clone()),
+            Box::new(connections_dropped.clone()),
         ] {
             // Only a duplicate name fails, which a fresh registry cannot have.
             let _ = registry.register(c);
@@ -262,6 +286,8 @@ impl Metrics {
             revocations,
             backchannel_logouts,
             tls_certificate_expiry,
+            connections_open,
+            connections_dropped,
         }
     }
 

@@ -74,8 +74,13 @@ pub struct ProviderHttp {
     provider: String,
     max_body: usize,
     metrics: Metrics,
-    /// The last call found the provider down (unreachable, timed out, 5xx); `provider_up` is 0.
+    /// The gateway's own last call (discovery, JWKS, the probe) found the provider down
+    /// (unreachable, timed out, 5xx), and no call succeeded since; `provider_up` is 0.
     down: Arc<AtomicBool>,
+    /// A call on a user's behalf (token, UserInfo) failed that way: the provider is checked at
+    /// once. Such a call alone never marks it down, since a client can provoke it (a junk
+    /// `code` that a provider answers with a 5xx), and that would refuse everyone's logins.
+    suspect: Arc<AtomicBool>,
 }
 
 impl ProviderHttp {
@@ -99,7 +104,18 @@ impl ProviderHttp {
             max_body,
             metrics,
             down: Arc::new(AtomicBool::new(false)),
+            suspect: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// Takes over a predecessor's finding that the provider is down (a reload).
+    pub fn mark_down(&self) {
+        self.down.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether a call on a user's behalf found the provider unreachable since the last look.
+    pub fn take_suspect(&self) -> bool {
+        self.suspect.swap(false, Ordering::Relaxed)
     }
 
     /// Whether the last call found the provider down.
@@ -119,6 +135,17 @@ impl ProviderHttp {
             req = req.bearer_auth(token);
         }
         self.send(endpoint, req).await
+    }
+
+    /// Whether the provider answers a GET of `url` within `limit` (any answer but a 5xx counts:
+    /// the point is reachability). Updates `provider_up` like every call.
+    pub async fn probe(&self, endpoint: Endpoint, url: &str, limit: Duration) -> bool {
+        let req = self
+            .client
+            .get(url)
+            .timeout(limit)
+            .header("accept", "application/json");
+        !matches!(self.send(endpoint, req).await, Err(e) if e.is_unavailable())
     }
 
     /// POST a form; the body of a 2xx answer.
@@ -198,11 +225,16 @@ impl ProviderHttp {
         // Up unless it could not be reached or failed itself: a 4xx (a bad code, say) is the
         // provider working as it should.
         let up = !result.as_ref().err().is_some_and(CallError::is_unavailable);
-        self.down.store(!up, Ordering::Relaxed);
-        self.metrics
-            .provider_up
-            .with_label_values(&[self.provider.as_str()])
-            .set(i64::from(up));
+        let own = matches!(endpoint, Endpoint::Discovery | Endpoint::Jwks);
+        if up || own {
+            self.down.store(!up, Ordering::Relaxed);
+            self.metrics
+                .provider_up
+                .with_label_values(&[self.provider.as_str()])
+                .set(i64::from(up));
+        } else {
+            self.suspect.store(true, Ordering::Relaxed);
+        }
         result
     }
 }

@@ -75,6 +75,16 @@ impl JwksCache {
         Ok(())
     }
 
+    /// The cached keys, if any (no fetch).
+    pub async fn current(&self) -> Option<Arc<CoreJsonWebKeySet>> {
+        self.cache.get(&()).await
+    }
+
+    /// Puts keys fetched elsewhere in (a reload's successor takes its predecessor's over).
+    pub async fn put(&self, keys: Arc<CoreJsonWebKeySet>) {
+        self.cache.insert((), keys).await;
+    }
+
     /// Whether keys are cached now.
     pub fn is_loaded(&self) -> bool {
         self.cache.contains_key(&())

@@ -23,7 +23,7 @@ use crate::config::ProviderConfig;
 use crate::metrics::Metrics;
 use client_auth::{ClientAuthError, Credentials};
 use discovery::{Discovered, DiscoveryError};
-use http::ProviderHttp;
+use http::{Endpoint, ProviderHttp};
 use jwks::{JwksCache, JwksError};
 
 /// One configured OpenID provider and what has been learnt about it.
@@ -90,6 +90,54 @@ impl Provider {
         self.discovered.load_full()
     }
 
+    /// Whether the last call (or probe) found the provider down: new logins then get 503.
+    pub fn is_down(&self) -> bool {
+        self.http.is_down()
+    }
+
+    /// Asks the JWKS URI whether the provider answers, within [`PROBE_TIMEOUT`] (or the
+    /// provider's own timeout if shorter); false when it does not.
+    async fn probe(&self) -> bool {
+        let Some(d) = self.discovered() else {
+            return false;
+        };
+        let limit = self.cfg.timeout.min(PROBE_TIMEOUT);
+        self.http
+            .probe(Endpoint::Jwks, d.jwks_uri.as_str(), limit)
+            .await
+    }
+
+    /// After a reload changed this provider's settings but not where it is (same issuer and
+    /// discovery URL), and it could not load its documents itself: takes the predecessor's last
+    /// good discovery document and keys, so an outage during a reload costs nothing.
+    pub async fn adopt_documents(&self, old: &Provider) {
+        // The discovery document was checked against these settings when it was parsed.
+        if self.is_ready()
+            || self.cfg.issuer != old.cfg.issuer
+            || self.cfg.discovery_url != old.cfg.discovery_url
+            || self.cfg.id_token_algs != old.cfg.id_token_algs
+            || self.cfg.allow_insecure_http != old.cfg.allow_insecure_http
+        {
+            return;
+        }
+        let (Some(discovered), Some(keys)) = (old.discovered(), old.jwks.current().await) else {
+            return;
+        };
+        self.discovered.store(Some(discovered));
+        self.jwks.put(keys).await;
+        if old.is_down() {
+            self.http.mark_down();
+        }
+        self.metrics
+            .provider_ready
+            .with_label_values(&[self.name()])
+            .set(1);
+        tracing::info!(
+            provider = self.name(),
+            "reload: provider not reachable; keeping the discovery document and keys loaded before"
+        );
+    }
+
     /// Whether discovery and keys have loaded.
     pub fn is_ready(&self) -> bool {
         self.discovered.load().is_some() && self.jwks.is_loaded()
@@ -118,8 +166,9 @@ impl Provider {
     /// an hour after one failed call.
     pub async fn keep_loaded(&self, mut stop: impl FnMut() -> bool) {
         let mut backoff = Duration::from_secs(1);
+        let mut probe = Probe::new(self.cfg.probe_interval);
         // Loaded at start-up already: the first refresh is due one interval from now.
-        let mut fresh = self.is_ready();
+        let mut fresh = self.is_ready() && !self.is_down();
         loop {
             if stop() {
                 return;
@@ -150,23 +199,40 @@ impl Provider {
                 }
             };
             // Sleep in short steps so that shutdown, and a call that finds the provider down,
-            // are noticed promptly.
+            // are noticed promptly; probe the provider every `probe_interval` meanwhile (backing
+            // off while it is down), so an outage is noticed even when nobody logs in.
             let down_before = self.http.is_down();
-            let mut slept = Duration::ZERO;
-            while slept < wait {
+            let started = tokio::time::Instant::now();
+            while started.elapsed() < wait {
                 if stop() {
                     return;
                 }
-                if !down_before && self.http.is_down() && slept >= PROBE_DELAY {
+                if probe.is_due() && self.is_ready() {
+                    let was_down = self.http.is_down();
+                    let up = self.probe().await;
+                    probe.settle(up);
+                    if up == was_down {
+                        if up {
+                            tracing::info!(provider = self.name(), "provider answers again");
+                        } else {
+                            tracing::warn!(
+                                provider = self.name(),
+                                "provider probe failed: new logins get 503 until it answers"
+                            );
+                        }
+                    }
+                }
+                if started.elapsed() >= PROBE_DELAY
+                    && (!down_before && self.http.is_down() || self.http.take_suspect())
+                {
                     tracing::info!(
                         provider = self.name(),
                         "a call found the provider down; checking it now"
                     );
                     break;
                 }
-                let step = (wait - slept).min(Duration::from_millis(250));
-                tokio::time::sleep(step).await;
-                slept += step;
+                let left = wait.saturating_sub(started.elapsed());
+                tokio::time::sleep(left.min(Duration::from_millis(250))).await;
             }
         }
     }
@@ -212,6 +278,46 @@ impl Provider {
 /// How long after a failed call elsewhere the provider is checked (a moment, so that a burst of
 /// failing logins makes one check, not one each).
 const PROBE_DELAY: Duration = Duration::from_secs(2);
+
+/// The longest a reachability probe waits for an answer: with the default `probe_interval`
+/// an outage is noticed within ten seconds, even when the provider hangs instead of refusing.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(4);
+
+/// The longest wait between probes while the provider is down.
+const PROBE_BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// When the next reachability probe is due: every `interval` while the provider answers, and
+/// from `interval` doubling up to [`PROBE_BACKOFF_MAX`] while it does not.
+struct Probe {
+    interval: Duration,
+    /// The wait after the next failure.
+    backoff: Duration,
+    next: tokio::time::Instant,
+}
+
+impl Probe {
+    fn new(interval: Duration) -> Probe {
+        Probe {
+            interval,
+            backoff: interval,
+            next: tokio::time::Instant::now() + interval,
+        }
+    }
+
+    fn is_due(&self) -> bool {
+        !self.interval.is_zero() && tokio::time::Instant::now() >= self.next
+    }
+
+    fn settle(&mut self, up: bool) {
+        let wait = if up { self.interval } else { self.backoff };
+        self.backoff = if up {
+            self.interval
+        } else {
+            (self.backoff * 2).min(PROBE_BACKOFF_MAX.max(self.interval))
+        };
+        self.next = tokio::time::Instant::now() + wait;
+    }
+}
 
 /// The wait before the next attempt while the provider fails: 1 s, doubling up to a minute.
 fn next_retry(backoff: &mut Duration) -> Duration {

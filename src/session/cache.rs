@@ -87,6 +87,7 @@ mod tests {
             refresh_token: None,
             id_token_hint: None,
             sid: None,
+            id_token_expires: None,
         })
     }
 

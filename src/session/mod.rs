@@ -50,6 +50,10 @@ pub struct Session {
     /// The provider's session id (`sid`), which back-channel logout names.
     #[serde(rename = "s", default, skip_serializing_if = "Option::is_none")]
     pub sid: Option<String>,
+    /// Unix seconds when the last ID token expires: until then a refresh that cannot reach the
+    /// provider leaves the session working (it is tried again later).
+    #[serde(rename = "e", default, skip_serializing_if = "Option::is_none")]
+    pub id_token_expires: Option<u64>,
 }
 
 impl std::fmt::Debug for Session {

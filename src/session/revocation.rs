@@ -515,6 +515,7 @@ mod tests {
             refresh_token: None,
             id_token_hint: None,
             sid: sid.map(str::to_owned),
+            id_token_expires: None,
         }
     }
 

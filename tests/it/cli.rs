@@ -103,6 +103,33 @@ fn check_lists_every_problem_with_key_path_and_line_and_exits_1() {
 }
 
 #[test]
+fn check_names_connection_settings_out_of_range() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("secret.txt"), "s3cret\n").unwrap();
+    let cfg = dir.path().join("gw.toml");
+    let text = VALID.replace(
+        "public_url = \"https://apps.example.org\"",
+        "public_url = \"https://apps.example.org\"\nrequest_header_timeout = \"0s\"\nkeepalive_timeout = \"1500ms\"\nmax_connections = 0",
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let out = bin()
+        .args(["check", "--config"])
+        .arg(&cfg)
+        .env("TEST_COOKIE_KEY", oidc_gateway::keygen::cookie_key())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for expected in [
+        "server.request_header_timeout (line 5): must be between 1s and 10m",
+        "server.keepalive_timeout (line 6): must be whole seconds between 1s and 1h",
+        "server.max_connections (line 7)",
+    ] {
+        assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+    }
+}
+
+#[test]
 fn check_reports_a_missing_file_clearly() {
     let out = bin()
         .args(["check", "--config", "/nonexistent/gw.toml"])

@@ -34,9 +34,12 @@ async fn the_gateway_starts_without_its_provider_and_becomes_ready_when_it_appea
     let r = api.get(&env.url("/app")).await;
     assert_eq!(
         r.status,
-        StatusCode::UNAUTHORIZED,
-        "API clients are told to log in, with the login URL"
+        StatusCode::SERVICE_UNAVAILABLE,
+        "API clients are told to come back, not to log in where nobody can: {}",
+        r.body
     );
+    assert!(r.header("retry-after").is_some());
+    assert!(r.body.contains("provider_unavailable"), "{}", r.body);
     // Public routes do not care.
     assert_eq!(b.get(&env.url("/public/x")).await.status, StatusCode::OK);
 
@@ -52,7 +55,12 @@ async fn the_gateway_starts_without_its_provider_and_becomes_ready_when_it_appea
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn valid_sessions_keep_working_while_the_provider_is_down() {
-    let mut env = Env::start().await;
+    // Without the probe: only a failed call tells the gateway (the login below).
+    let mut env = Env::with(Options {
+        provider_extra: "probe_interval = \"0s\"".into(),
+        ..Default::default()
+    })
+    .await;
     let mut b = Browser::new();
     assert_eq!(b.login(&env.url("/"), "alice").await.status, StatusCode::OK);
     env.stop_provider();
@@ -126,7 +134,11 @@ async fn discovery_may_live_elsewhere_than_the_issuer_as_on_nhs_spine() {
 /// misses an outage nor keeps paging for an hour after the provider is back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_call_brings_the_provider_check_forward_and_provider_up_follows() {
-    let mut env = Env::start().await;
+    let mut env = Env::with(Options {
+        provider_extra: "probe_interval = \"0s\"".into(),
+        ..Default::default()
+    })
+    .await;
     let admin = env.gateway.admin.clone();
     let up = "oidc_gateway_provider_up{provider=\"dev\"}";
     let errors = "oidc_gateway_jwks_refresh_total{provider=\"dev\",result=\"error\"}";
@@ -143,9 +155,11 @@ async fn a_failed_call_brings_the_provider_check_forward_and_provider_up_follows
         .get(&env.url(&format!("/oauth2/callback?code=x&state={state}")))
         .await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(common::metric(&admin, up).await, Some(0.0));
+    // The failed token call alone does not mark the provider down (a client could provoke
+    // one); the check it brings forward does.
     let checked = eventually(Duration::from_secs(10), async || {
         common::metric(&admin, errors).await.unwrap_or(0.0) >= 1.0
+            && common::metric(&admin, up).await == Some(0.0)
     })
     .await;
     assert!(
@@ -161,4 +175,58 @@ async fn a_failed_call_brings_the_provider_check_forward_and_provider_up_follows
     })
     .await;
     assert!(back, "provider_up stayed 0:\n{}", env.gateway.logs());
+}
+
+/// With the default probe (every 5 s, 4 s to answer), an outage is noticed within ten seconds
+/// although nobody logs in, even when the provider hangs rather than refusing connections: new
+/// logins then get the 503 page (not a redirect to a provider that cannot answer), API
+/// requests 503 JSON, sessions keep flowing; when the provider answers again, logins resume by
+/// themselves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_probe_notices_a_hung_provider_and_logins_get_503_until_it_answers() {
+    let env = Env::start().await;
+    let admin = env.gateway.admin.clone();
+    let up = "oidc_gateway_provider_up{provider=\"dev\"}";
+    let mut alice = Browser::new();
+    assert_eq!(
+        alice.login(&env.url("/"), "alice").await.status,
+        StatusCode::OK
+    );
+
+    env.provider().controls.set_delay(Duration::from_secs(60));
+    let hung = std::time::Instant::now();
+    let noticed = eventually(Duration::from_secs(20), async || {
+        common::metric(&admin, up).await == Some(0.0)
+    })
+    .await;
+    let took = hung.elapsed();
+    assert!(noticed, "never noticed:\n{}", env.gateway.logs());
+    // Polling adds up to 100 ms; a busy machine a little more.
+    assert!(
+        took < Duration::from_secs(12),
+        "noticed only after {took:?}"
+    );
+
+    let mut b = Browser::new();
+    let r = b.get(&env.url("/app")).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.body);
+    assert!(r.header("retry-after").is_some());
+    assert!(r.header("location").is_none());
+    let r = b.get(&env.url("/oauth2/sign_in?rd=/app")).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    let r = Browser::api().get(&env.url("/app")).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(r.body.contains("provider_unavailable"), "{}", r.body);
+    // alice's session needs no provider call.
+    let r = alice.get(&env.url("/still/here")).await;
+    assert_eq!(r.status, StatusCode::OK);
+
+    env.provider().controls.set_delay(Duration::ZERO);
+    let back = eventually(Duration::from_secs(40), async || {
+        Browser::new().get(&env.url("/app")).await.status == StatusCode::FOUND
+    })
+    .await;
+    assert!(back, "logins never resumed:\n{}", env.gateway.logs());
+    assert_eq!(common::metric(&admin, up).await, Some(1.0));
+    assert_eq!(b.login(&env.url("/"), "bob").await.status, StatusCode::OK);
 }

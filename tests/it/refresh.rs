@@ -7,7 +7,7 @@ use crate::common;
 
 use std::time::Duration;
 
-use common::{Auth, Browser, Env, Options};
+use common::{eventually, Auth, Browser, Env, Options};
 use devprovider::{ClientAuthMethod, Misbehaviour};
 use oidc_gateway::refresh::MIN_TOKEN_LIFETIME_SECS;
 use reqwest::StatusCode;
@@ -195,11 +195,79 @@ async fn provider_down_during_refresh_gives_503_and_keeps_the_session() {
     assert!(r.set_cookies().is_empty(), "{:?}", r.set_cookies());
     assert_eq!(b.cookies["oidc_session"], cookie);
 
-    // Back up: the same cookie refreshes and flows again.
+    // Back up: once the gateway sees it answer again (its probe, within seconds), the same
+    // cookie refreshes and flows again.
     env.provider().controls.set_misbehaviour(None);
+    let admin = env.gateway.admin.clone();
+    let up = eventually(Duration::from_secs(40), async || {
+        common::metric(&admin, "oidc_gateway_provider_up{provider=\"dev\"}").await == Some(1.0)
+    })
+    .await;
+    assert!(up, "provider_up stayed 0:\n{}", env.gateway.logs());
     let r = b.get(&env.url("/app")).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(refresh_grants(&env).len(), 2);
+}
+
+/// The access token expired during an outage but the ID token still holds: the session goes on
+/// (no 503, no provider call per request) and is refreshed once the provider is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_does_not_stop_a_session_whose_id_token_is_still_valid() {
+    let env = Env::with(Options {
+        access_token_lifetime: Duration::from_secs(1),
+        id_token_lifetime: Duration::from_secs(300),
+        ..Options::default()
+    })
+    .await;
+    let admin = env.gateway.admin.clone();
+    let up = "oidc_gateway_provider_up{provider=\"dev\"}";
+    let mut b = Browser::new();
+    b.login(&env.url("/app"), "alice").await;
+    until_expired().await;
+    env.provider()
+        .controls
+        .set_misbehaviour(Some(Misbehaviour::Unavailable));
+    for _ in 0..5 {
+        let r = b.get(&env.url("/app")).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        assert_eq!(
+            r.upstream_header("x-auth-sub").as_deref(),
+            Some("910000000001")
+        );
+    }
+    // The failed refresh brings a check of the provider forward, which marks it down.
+    let down = eventually(Duration::from_secs(20), async || {
+        common::metric(&admin, up).await == Some(0.0)
+    })
+    .await;
+    assert!(down, "provider_up stayed 1:\n{}", env.gateway.logs());
+    let tried = refresh_grants(&env).len();
+    for _ in 0..5 {
+        assert_eq!(b.get(&env.url("/app")).await.status, StatusCode::OK);
+    }
+    assert_eq!(
+        refresh_grants(&env).len(),
+        tried,
+        "a provider known to be down is not asked on every request"
+    );
+
+    env.provider().controls.set_misbehaviour(None);
+    let refreshed = eventually(Duration::from_secs(40), async || {
+        b.get(&env.url("/app")).await.status == StatusCode::OK
+            && common::metric(
+                &admin,
+                "oidc_gateway_auth_events_total{event=\"refreshed\",provider=\"dev\"}",
+            )
+            .await
+            .unwrap_or(0.0)
+                >= 1.0
+    })
+    .await;
+    assert!(
+        refreshed,
+        "never refreshed after the outage:\n{}",
+        env.gateway.logs()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

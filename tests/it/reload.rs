@@ -207,6 +207,60 @@ async fn a_new_provider_is_loaded_before_the_swap() {
     assert_eq!(b.get(&env.url("/")).await.status, StatusCode::FOUND);
 }
 
+/// A reload that changes a provider's settings (not its issuer) while the provider is down:
+/// the new provider cannot fetch discovery and keys, so it keeps the last good ones; the
+/// gateway stays ready, sessions flow, and logins resume when the provider is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_during_an_outage_keeps_the_providers_last_good_documents() {
+    let env = Env::start().await;
+    let mut alice = Browser::new();
+    assert_eq!(
+        alice.login(&env.url("/"), "alice").await.status,
+        StatusCode::OK
+    );
+    env.provider()
+        .controls
+        .set_misbehaviour(Some(devprovider::Misbehaviour::Unavailable));
+    let text = env.config_text.replace(
+        "[providers.dev]\n",
+        "[providers.dev]\nprobe_interval = \"4s\"\n",
+    );
+    assert_ne!(text, env.config_text);
+    reload(&env, &text, "configuration reloaded").await;
+    assert!(
+        env.gateway
+            .logs()
+            .contains("keeping the discovery document and keys loaded before"),
+        "{}",
+        env.gateway.logs()
+    );
+    let ready = reqwest::get(format!("{}/readyz", env.gateway.admin))
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), StatusCode::OK);
+    assert_eq!(
+        metric(&env, "oidc_gateway_provider_ready{provider=\"dev\"}").await,
+        1.0
+    );
+    assert_eq!(alice.get(&env.url("/x")).await.status, StatusCode::OK);
+    // Down as before the reload: a login is refused rather than sent to the provider.
+    assert_eq!(
+        Browser::new().get(&env.url("/")).await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+
+    env.provider().controls.set_misbehaviour(None);
+    let back = eventually(Duration::from_secs(40), async || {
+        Browser::new().get(&env.url("/")).await.status == StatusCode::FOUND
+    })
+    .await;
+    assert!(back, "logins never resumed:\n{}", env.gateway.logs());
+    assert_eq!(
+        Browser::new().login(&env.url("/"), "bob").await.status,
+        StatusCode::OK
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_a_request_in_flight_finish_then_exits() {
     let mut env = Env::start().await;

@@ -44,7 +44,18 @@ pub enum Misbehaviour {
     Unavailable,
     /// ID tokens carry no `sid` (as some providers' do not).
     NoSid,
+    /// ID tokens carry a claim `deep` of arrays nested [`NESTED_CLAIM_DEPTH`] deep (a hostile
+    /// provider probing the relying party's JSON parser for stack exhaustion).
+    DeeplyNestedIdTokenClaim,
+    /// UserInfo answers with a claim `deep` of arrays nested [`NESTED_CLAIM_DEPTH`] deep.
+    DeeplyNestedUserinfoClaim,
 }
+
+/// How deep the `deep` claim of [`Misbehaviour::DeeplyNestedIdTokenClaim`] and
+/// [`Misbehaviour::DeeplyNestedUserinfoClaim`] nests. The claim is written as JSON text, never
+/// built as a `serde_json::Value`: serialising or dropping a value this deep would exhaust the
+/// provider's own stack.
+pub const NESTED_CLAIM_DEPTH: usize = 10_000;
 
 /// How a token request authenticated its client (as seen by the provider).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -10,11 +10,14 @@ use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
-use super::controls::Misbehaviour;
-use super::http::{error_page, html_page, json_response, redirect_with, OAuthError, Params};
+use super::controls::{Misbehaviour, NESTED_CLAIM_DEPTH};
+use super::http::{
+    error_page, html_page, json_response, raw_json_response, redirect_with, OAuthError, Params,
+};
 use super::state::{
     Provider, AUTHORIZE_PATH, END_SESSION_PATH, JWKS_PATH, TOKEN_PATH, USERINFO_PATH,
 };
+use super::tokens;
 use super::users;
 
 pub(crate) async fn discovery(State(p): State<Arc<Provider>>) -> Response {
@@ -127,8 +130,19 @@ pub(crate) async fn userinfo(State(p): State<Arc<Provider>>, headers: HeaderMap)
     };
     let mut claims = user.claims.clone();
     claims.extend(p.controls.userinfo_extra());
-    if p.controls.misbehaviour() == Some(Misbehaviour::UserinfoSubMismatch) {
-        claims.insert("sub".into(), json!("somebody-else"));
+    match p.controls.misbehaviour() {
+        Some(Misbehaviour::UserinfoSubMismatch) => {
+            claims.insert("sub".into(), json!("somebody-else"));
+        }
+        Some(Misbehaviour::DeeplyNestedUserinfoClaim) => {
+            let body = tokens::with_raw_claim(
+                &Value::Object(claims).to_string(),
+                "deep",
+                &tokens::nested_arrays(NESTED_CLAIM_DEPTH),
+            );
+            return raw_json_response(StatusCode::OK, body);
+        }
+        _ => {}
     }
     json_response(StatusCode::OK, &Value::Object(claims))
 }

@@ -64,6 +64,20 @@ pub(crate) fn json_response(status: StatusCode, body: &Value) -> Response {
         .into_response()
 }
 
+/// [`json_response`] for a body that is already JSON text.
+pub(crate) fn raw_json_response(status: StatusCode, body: String) -> Response {
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CACHE_CONTROL, "no-store"),
+            (header::PRAGMA, "no-cache"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
 /// An HTML page; `body_html` must already be escaped by the caller.
 pub(crate) fn html_page(status: StatusCode, title: &str, body_html: &str) -> Response {
     let page = format!(

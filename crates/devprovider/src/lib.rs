@@ -32,7 +32,9 @@ use axum::routing::{get, post};
 use axum::Router;
 use tokio::sync::watch;
 
-pub use controls::{ClientAuthMethod, Controls, Misbehaviour, TokenRequestRecord};
+pub use controls::{
+    ClientAuthMethod, Controls, Misbehaviour, TokenRequestRecord, NESTED_CLAIM_DEPTH,
+};
 pub use echo::{start_echo, EchoServer};
 pub use users::{user, users, DevUser};
 

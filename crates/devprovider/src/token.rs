@@ -269,6 +269,15 @@ async fn sign(p: &Provider, claims: &Value, m: Option<Misbehaviour>) -> Result<S
                 .ok_or_else(|| server_error("no unpublished key".into()))?;
             key.sign(claims).map_err(|e| server_error(e.to_string()))
         }
+        Some(Misbehaviour::DeeplyNestedIdTokenClaim) => p
+            .controls
+            .current_key()
+            .sign_with_raw_claim(
+                claims,
+                "deep",
+                &tokens::nested_arrays(super::controls::NESTED_CLAIM_DEPTH),
+            )
+            .map_err(|e| server_error(e.to_string())),
         Some(Misbehaviour::BadSignature) => p
             .controls
             .current_key()

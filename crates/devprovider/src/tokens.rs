@@ -45,6 +45,28 @@ impl SigningKey {
         jsonwebtoken::encode(&header, claims, &self.encoding)
     }
 
+    /// Signs `claims` plus one more claim `name` given as raw JSON text (spliced into the
+    /// payload, never parsed), for claims too deep to hold as a `serde_json::Value`.
+    pub fn sign_with_raw_claim(
+        &self,
+        claims: &Value,
+        name: &str,
+        raw_json: &str,
+    ) -> Result<String, jsonwebtoken::errors::Error> {
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid = Some(self.kid.clone());
+        let header = serde_json::to_vec(&header)?;
+        let payload = with_raw_claim(&claims.to_string(), name, raw_json);
+        let message = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header),
+            URL_SAFE_NO_PAD.encode(payload)
+        );
+        let signature =
+            jsonwebtoken::crypto::sign(message.as_bytes(), &self.encoding, Algorithm::RS256)?;
+        Ok(format!("{message}.{signature}"))
+    }
+
     /// Checks a JWT's signature against this key only (no claim checks: an expired
     /// `id_token_hint` is still a valid hint).
     pub fn verify_signature(&self, token: &str) -> Option<Value> {
@@ -63,6 +85,29 @@ pub(crate) fn unsigned(claims: &Value) -> String {
     let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
     let payload = URL_SAFE_NO_PAD.encode(claims.to_string());
     format!("{header}.{payload}.")
+}
+
+/// `object_json` (a serialised JSON object) with one more member `name` whose value is the raw
+/// JSON text `raw_json`.
+pub(crate) fn with_raw_claim(object_json: &str, name: &str, raw_json: &str) -> String {
+    let body = object_json.trim_end();
+    let inner = body.strip_suffix('}').unwrap_or(body);
+    let sep = if inner.trim_end().ends_with('{') {
+        ""
+    } else {
+        ","
+    };
+    format!(
+        "{inner}{sep}{}:{raw_json}}}",
+        Value::String(name.to_owned())
+    )
+}
+
+/// JSON text of arrays nested `depth` deep: `[[[...]]]`.
+pub(crate) fn nested_arrays(depth: usize) -> String {
+    let mut s = "[".repeat(depth);
+    s.push_str(&"]".repeat(depth));
+    s
 }
 
 /// The same JWT with one signature bit flipped, for [`super::Misbehaviour::BadSignature`].
@@ -125,5 +170,18 @@ mod tests {
         assert!(key.verify_signature(&flip_signature(&good)).is_none());
         assert!(key.verify_signature(&unsigned(&claims)).is_none());
         assert!(unsigned(&claims).ends_with('.'));
+    }
+
+    #[test]
+    fn a_raw_claim_is_spliced_into_the_signed_payload() {
+        assert_eq!(with_raw_claim("{}", "d", "[[]]"), r#"{"d":[[]]}"#);
+        assert_eq!(with_raw_claim(r#"{"a":1}"#, "d", "[]"), r#"{"a":1,"d":[]}"#);
+        assert_eq!(nested_arrays(3), "[[[]]]");
+        let key = SigningKey::generate().unwrap();
+        let claims = serde_json::json!({"sub": "x"});
+        let token = key.sign_with_raw_claim(&claims, "d", "[[1]]").unwrap();
+        let verified = key.verify_signature(&token).unwrap();
+        assert_eq!(verified["sub"], "x");
+        assert_eq!(verified["d"], serde_json::json!([[1]]));
     }
 }

@@ -32,10 +32,12 @@ pub struct Problem {
 impl Problem {
     /// A problem at `key`.
     pub fn new(key: impl Into<String>, line: Option<usize>, message: impl Into<String>) -> Self {
+        // A huge key or value quoted in a message (or by the TOML parser) must not come back as
+        // a line of megabytes.
         Problem {
-            key: key.into(),
+            key: shortened(key.into(), MAX_MESSAGE),
             line,
-            message: message.into(),
+            message: shortened(message.into(), MAX_MESSAGE),
         }
     }
 }
@@ -321,7 +323,10 @@ impl Validator<'_> {
             Err(e) => {
                 self.error(
                     key,
-                    format!("{s:?} is not a duration like \"90s\", \"30m\" or \"8h\" ({e})"),
+                    format!(
+                        "{} is not a duration like \"90s\", \"30m\" or \"8h\" ({e})",
+                        shown(&s)
+                    ),
                 );
                 default
             }
@@ -335,7 +340,7 @@ impl Validator<'_> {
             Err(_) => {
                 self.error(
                     key,
-                    format!("{s:?} is not an address like \"0.0.0.0:8080\""),
+                    format!("{} is not an address like \"0.0.0.0:8080\"", shown(&s)),
                 );
                 None
             }
@@ -373,17 +378,17 @@ impl Validator<'_> {
                 } else {
                     self.error(
                         key,
-                        format!("{s:?} uses http:// on a non-loopback host; use https:// or set {hint}allow_insecure_http = true"),
+                        format!("{} uses http:// on a non-loopback host; use https:// or set {hint}allow_insecure_http = true", shown(&s)),
                     );
                     None
                 }
             }
             Ok(_) => {
-                self.error(key, format!("{s:?} is not an http(s) URL"));
+                self.error(key, format!("{} is not an http(s) URL", shown(&s)));
                 None
             }
             Err(e) => {
-                self.error(key, format!("{s:?} is not a URL: {e}"));
+                self.error(key, format!("{} is not a URL: {e}", shown(&s)));
                 None
             }
         }
@@ -461,3 +466,33 @@ fn is_loopback_url(u: &Url) -> bool {
 
 #[cfg(test)]
 mod tests;
+
+/// The longest problem message; a longer one (a huge value quoted in it) is cut.
+const MAX_MESSAGE: usize = 1024;
+
+/// A value as problem messages quote it: whole when short, else its start and its length, so
+/// a 10 MB value does not come back as a 10 MB line.
+fn shown(value: &str) -> String {
+    const SHOWN: usize = 64;
+    if value.len() <= SHOWN {
+        return format!("{value:?}");
+    }
+    let mut end = SHOWN;
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{:?}… ({} bytes)", &value[..end], value.len())
+}
+
+/// `message` cut to about `max` bytes (on a character boundary), saying so.
+fn shortened(mut message: String, max: usize) -> String {
+    if message.len() > max {
+        let mut end = max;
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+        message.push_str("… (shortened)");
+    }
+    message
+}

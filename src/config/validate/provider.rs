@@ -158,6 +158,19 @@ impl Validator<'_> {
             &p.jwks_refresh_interval,
             Duration::from_secs(3600),
         );
+        let probe_interval = self.duration(
+            &k("probe_interval"),
+            &p.probe_interval,
+            Duration::from_secs(5),
+        );
+        if !probe_interval.is_zero()
+            && !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&probe_interval)
+        {
+            self.error(
+                &k("probe_interval"),
+                "must be 0s (off) or between 1s and 1h",
+            );
+        }
         let mut extra_auth_params = Vec::new();
         for (key, value) in p.extra_auth_params.iter().flatten() {
             const RESERVED: &[&str] = &[
@@ -210,6 +223,7 @@ impl Validator<'_> {
             trusted_audiences,
             jwks_min_refetch_interval,
             jwks_refresh_interval,
+            probe_interval,
             allow_insecure_http,
             extra_auth_params,
             audience,

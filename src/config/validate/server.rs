@@ -146,6 +146,37 @@ impl Validator<'_> {
         if drain_timeout > Duration::from_secs(3600) {
             self.error("server.drain_timeout", "must be at most 1h");
         }
+        let request_header_timeout = self.duration(
+            "server.request_header_timeout",
+            &s.request_header_timeout,
+            Duration::from_secs(10),
+        );
+        if !(Duration::from_secs(1)..=Duration::from_secs(600)).contains(&request_header_timeout) {
+            self.error(
+                "server.request_header_timeout",
+                "must be between 1s and 10m",
+            );
+        }
+        let keepalive_timeout = self.duration(
+            "server.keepalive_timeout",
+            &s.keepalive_timeout,
+            Duration::from_secs(75),
+        );
+        // Pingora keeps the keep-alive time in whole seconds (0 would mean "forever").
+        if keepalive_timeout.subsec_nanos() != 0
+            || !(1..=3600).contains(&keepalive_timeout.as_secs())
+        {
+            self.error(
+                "server.keepalive_timeout",
+                "must be whole seconds between 1s and 1h",
+            );
+        }
+        let max_connections = self.count(
+            "server.max_connections",
+            s.max_connections,
+            20_000,
+            (1, 1_000_000),
+        );
         let upstream_ca = s
             .upstream_ca_file
             .as_ref()
@@ -169,6 +200,9 @@ impl Validator<'_> {
             upstream_ca,
             drain_timeout,
             case_insensitive_paths: s.case_insensitive_paths.unwrap_or(false),
+            request_header_timeout,
+            keepalive_timeout,
+            max_connections,
         })
     }
 

@@ -522,3 +522,38 @@ fn cookie_sessions_record_revocations_in_memory_or_in_redis() {
     assert_eq!(c.session.max_revocations, 500);
     assert!(c.warnings.is_empty(), "{:?}", c.warnings);
 }
+
+#[test]
+fn a_huge_value_is_quoted_by_its_start_and_length() {
+    let huge = "9".repeat(10 * 1024 * 1024);
+    let text = MINIMAL.replace(
+        "listen = \"127.0.0.1:8080\"",
+        &format!("listen = \"{huge}\""),
+    );
+    let p = problems(&text);
+    assert_eq!(p.len(), 1, "{}", p.len());
+    assert_eq!(p[0].key, "server.listen");
+    assert!(p[0].message.len() < 200, "{} bytes", p[0].message.len());
+    assert!(
+        p[0].message.contains("(10485760 bytes)"),
+        "{}",
+        p[0].message
+    );
+    assert!(
+        p[0].message.contains("is not an address"),
+        "{}",
+        p[0].message
+    );
+}
+
+#[test]
+fn no_problem_message_is_longer_than_about_a_kilobyte() {
+    let long = "x".repeat(5000);
+    assert_eq!(
+        super::shortened(long, 1024).len(),
+        1024 + "… (shortened)".len()
+    );
+    let accents = "é".repeat(1000);
+    let cut = super::shortened(accents, 1023);
+    assert!(cut.ends_with("… (shortened)"));
+}

@@ -1567,8 +1567,24 @@ where
 
         let session = Box::new(session);
 
+        // oidc-gateway patch: one deadline for the whole request header (see
+        // `ProxyHttp::request_header_timeout`), and the rest of the request in a future of its
+        // own, so that a connection waiting for a header holds only this small one.
+        let reused = prev_user_ctx.is_some();
+        let read = self.handle_new_request(session);
+        let read = match self.inner.request_header_timeout(reused) {
+            Some(limit) => match time::timeout(limit, read).await {
+                Ok(read) => read,
+                Err(_) => {
+                    self.inner.request_header_timed_out(reused);
+                    return None;
+                }
+            },
+            None => read.await,
+        };
+
         // TODO: keepalive pool, use stack
-        let mut session = match self.handle_new_request(session).await {
+        let mut session = match read {
             Some(downstream_session) => Session::new(
                 downstream_session,
                 &self.downstream_modules,
@@ -1592,7 +1608,7 @@ where
                 .on_connection_reuse(&mut session, &mut ctx, prev_ctx);
         }
 
-        self.process_request(session, ctx).await
+        Box::pin(self.process_request(session, ctx)).await
     }
 
     async fn http_cleanup(&self) {

@@ -519,6 +519,10 @@ pub trait ProxyHttp {
     /// It is also called on error paths when the downstream connection is eligible for reuse.
     ///
     /// The default implementation returns `None` (no context persisted).
+    ///
+    /// oidc-gateway patch: [`Self::request_header_timeout`] learns from this whether a
+    /// connection was reused, so an implementation that wants the keep-alive wait told apart
+    /// returns `Some` here.
     fn persist_connection_context(
         &self,
         _session: &Session,
@@ -542,6 +546,20 @@ pub trait ProxyHttp {
         _prev_ctx: Box<dyn Any + Send + Sync>,
     ) {
     }
+
+    /// oidc-gateway patch: the longest time reading one request header may take, counted from
+    /// the moment the proxy starts waiting for it, whatever the client trickles meanwhile
+    /// (pingora's own timeouts apply to each read, so a byte every few seconds keeps a
+    /// connection forever). `reused` is true when an earlier request on this HTTP/1.x
+    /// connection carried a context from [`Self::persist_connection_context`]: the wait then
+    /// includes the keep-alive idle time. `None` (the default) keeps pingora's behaviour.
+    fn request_header_timeout(&self, _reused: bool) -> Option<Duration> {
+        None
+    }
+
+    /// oidc-gateway patch: the wait of [`Self::request_header_timeout`] ran out; the
+    /// connection is closed without an answer (as nginx does on `client_header_timeout`).
+    fn request_header_timed_out(&self, _reused: bool) {}
 
     /// A value of true means that the log message will be suppressed. The default value is false.
     ///
