@@ -58,6 +58,14 @@ impl ClaimPath {
             return Err(ClaimPathError::Empty);
         }
         if text.starts_with('$') {
+            // serde_json_path 0.7.2 panics ("we do not use streaming parsers") on a query that
+            // ends in a `\u` escape; no valid query ends so (it would be inside a string).
+            if text.ends_with("\\u") {
+                return Err(ClaimPathError::JsonPath(
+                    text.to_owned(),
+                    "unterminated \\u escape".to_owned(),
+                ));
+            }
             return JsonPath::parse(text)
                 .map(|query| ClaimPath::Query {
                     text: text.to_owned(),
@@ -223,6 +231,25 @@ mod tests {
         assert!(ClaimPath::parse("").is_err());
         assert!(ClaimPath::parse("org..code").is_err());
         assert!(ClaimPath::parse("$[?@.x ==").is_err());
+    }
+
+    /// Found by fuzz/ (claims_headers): the JSONPath parser panicked on these instead of
+    /// refusing them, so `check` (and a reload) crashed on such a claim path.
+    #[test]
+    fn a_query_ending_in_a_unicode_escape_is_refused_not_a_panic() {
+        for p in [
+            "$['\\u",
+            "$[\"\\u",
+            "$[?@.a=='\\u",
+            "$['\\uD800\\u",
+            " $['\\u ",
+        ] {
+            assert!(matches!(
+                ClaimPath::parse(p),
+                Err(ClaimPathError::JsonPath(..))
+            ));
+        }
+        assert!(ClaimPath::parse("$['\\u0041']").is_ok());
     }
 
     #[test]

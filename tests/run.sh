@@ -66,6 +66,9 @@ cargo clippy --no-default-features --lib --bins -- -D warnings 2>&1
 echo "== cargo test"
 cargo test --workspace --all-targets 2>&1
 
+echo "== fuzzing: every target in fuzz/ for 30s, two at a time (fuzz/run.sh)"
+bash fuzz/run.sh 30
+
 echo "== oidc-gateway check on every example config"
 export CIS2_CLIENT_ID=example-client
 bin="${CARGO_TARGET_DIR:-target}/debug/oidc-gateway"   # where cargo test built it
