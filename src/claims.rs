@@ -59,8 +59,11 @@ impl ClaimPath {
         }
         if text.starts_with('$') {
             // serde_json_path 0.7.2 panics ("we do not use streaming parsers") on a query that
-            // ends in a `\u` escape; no valid query ends so (it would be inside a string).
-            if text.ends_with("\\u") {
+            // ends inside a `\u` escape (`$['\u`, `$['\uD`); no valid query ends inside a string.
+            let open_escape = text.rsplit_once("\\u").is_some_and(|(_, rest)| {
+                rest.len() < 4 && rest.bytes().all(|b| b.is_ascii_hexdigit())
+            });
+            if open_escape {
                 return Err(ClaimPathError::JsonPath(
                     text.to_owned(),
                     "unterminated \\u escape".to_owned(),
@@ -243,6 +246,9 @@ mod tests {
             "$[?@.a=='\\u",
             "$['\\uD800\\u",
             " $['\\u ",
+            "$['\\uD",
+            "$['a\\ud8",
+            "$['\\uD800\\uDC0",
         ] {
             assert!(matches!(
                 ClaimPath::parse(p),
