@@ -9,11 +9,10 @@
 # the gateway (`oidc-gateway run`, a public route, default connection settings unless --config-
 # extra adds some). Then, for --rounds rounds:
 #   1. quiet: wrk against the public route (requests/s, p99);
-#   2. slow: benches/support/trickle.py opens --connections connections that each send the start
-#      of a request header and then one byte every --interval seconds, never finishing it (with
-#      --reopen, each one the gateway closes is replaced at once: a sustained attack, which costs
-#      the client generator about a core of this 2-core machine). Once they are open, the same
-#      wrk run measures the normal client beside them, while the gateway's RSS and the slow
+#   2. slow: `bench-env trickle` (one thread) opens --connections connections that each send
+#      the start of a request header and then one byte every --interval seconds, never finishing
+#      it (with --reopen, each one the gateway closes is replaced at once: a sustained attack).
+#      Once they are open, the same wrk run measures the normal client beside them, while the gateway's RSS and the slow
 #      connections open are sampled every second.
 # It prints a markdown table: normal client quiet vs beside the slow ones (ratio of requests/s,
 # p99), the gateway's peak RSS, memory per waiting connection ((peak RSS - quiet RSS) / open
@@ -155,7 +154,7 @@ for r in $(seq "$rounds"); do
   read -r q_rps q_p99 < <(measure)
   q_rss=$(rss)
   echo "== round $r: $conns slow connections" >&2
-  python3 benches/support/trickle.py --port "$port" --connections "$conns" --interval "$interval" \
+  "$helper" trickle --port "$port" --connections "$conns" --interval "$interval" \
     --seconds 30 $reopen --status "$tmp/open" >"$tmp/trickle.json" &
   tp=$!
   # Wait until (nearly) all are open, sample memory there, then measure the normal client.

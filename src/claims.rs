@@ -50,6 +50,36 @@ pub enum ClaimPathError {
     JsonPath(String, String),
 }
 
+/// Longest JSONPath accepted in a claim path (CIS2's role query is about 80 bytes).
+const MAX_JSONPATH_LEN: usize = 1024;
+/// Deepest `[` nesting accepted (CIS2's role query needs 1; 4 parses in well under 1 ms).
+const MAX_JSONPATH_NESTING: usize = 4;
+
+/// How deep `[` brackets nest in a JSONPath, outside its string literals.
+fn bracket_depth(text: &str) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    for c in text.chars() {
+        match quote {
+            Some(_) if escaped => escaped = false,
+            Some(_) if c == '\\' => escaped = true,
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None => match c {
+                '\'' | '"' => quote = Some(c),
+                '[' => {
+                    depth += 1;
+                    deepest = deepest.max(depth);
+                }
+                ']' => depth = depth.saturating_sub(1),
+                _ => {}
+            },
+        }
+    }
+    deepest
+}
+
 impl ClaimPath {
     /// Parses `org.code` or `$.nhsid_nrbac_roles[...]`.
     pub fn parse(text: &str) -> Result<ClaimPath, ClaimPathError> {
@@ -67,6 +97,20 @@ impl ClaimPath {
                 return Err(ClaimPathError::JsonPath(
                     text.to_owned(),
                     "unterminated \\u escape".to_owned(),
+                ));
+            }
+            // Its parser backtracks: each nested `[` doubles the time (12 levels 15 ms, 20 levels
+            // 32 s, found by fuzzing), so `check` or a reload could hang on one config line.
+            if text.len() > MAX_JSONPATH_LEN {
+                return Err(ClaimPathError::JsonPath(
+                    text.to_owned(),
+                    format!("longer than {MAX_JSONPATH_LEN} bytes"),
+                ));
+            }
+            if bracket_depth(text) > MAX_JSONPATH_NESTING {
+                return Err(ClaimPathError::JsonPath(
+                    text.to_owned(),
+                    format!("brackets nested deeper than {MAX_JSONPATH_NESTING}"),
                 ));
             }
             return JsonPath::parse(text)
@@ -234,6 +278,31 @@ mod tests {
         assert!(ClaimPath::parse("").is_err());
         assert!(ClaimPath::parse("org..code").is_err());
         assert!(ClaimPath::parse("$[?@.x ==").is_err());
+    }
+
+    /// Found by fuzz/ (claims_headers): 20 nested filters took the JSONPath parser 32 s to
+    /// refuse; nesting beyond 4 and queries beyond 1 KiB are refused before it runs.
+    #[test]
+    fn deeply_nested_or_huge_queries_are_refused_before_parsing() {
+        let known = include_str!("../fuzz/regressions/claims_headers/jsonpath-nested-filters-32s");
+        let hostile = known.lines().max_by_key(|l| l.len()).unwrap();
+        let err = ClaimPath::parse(hostile).unwrap_err().to_string();
+        assert!(err.contains("nested deeper than 4"), "{err}");
+
+        let nested = |n: usize| format!("$.a{}{}", "[?@.b".repeat(n), "]".repeat(n));
+        assert!(ClaimPath::parse(&nested(4)).is_ok());
+        assert!(ClaimPath::parse(&nested(5)).is_err());
+        // Brackets inside string literals are not nesting.
+        assert!(ClaimPath::parse("$.a[?@.b == '[[[[[[']").is_ok());
+        assert!(ClaimPath::parse("$.a[?@.b == \"\\\"[[[[[[\"]").is_ok());
+        let long = format!("$.a[?@.b == '{}']", "x".repeat(1100));
+        let err = ClaimPath::parse(&long).unwrap_err().to_string();
+        assert!(err.contains("longer than 1024 bytes"), "{err}");
+        // CIS2's role query still parses.
+        assert!(ClaimPath::parse(
+            "$.nhsid_nrbac_roles[?@.person_roleid == $.selected_roleid].role_code"
+        )
+        .is_ok());
     }
 
     /// Found by fuzz/ (claims_headers): the JSONPath parser panicked on these instead of

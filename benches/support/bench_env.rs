@@ -10,6 +10,11 @@
 //!   so the size (claims and logout hint) is what users really carry.
 //! - `logins`: full authorization code flows through the gateway against the development
 //!   provider (`login_hint` skips its login page), with a fixed number of concurrent browsers.
+//! - `trickle`: slow clients for `benches/slow_clients.sh` (slowloris): connections that send
+//!   the start of a request header and then one byte every interval, never finishing it. In
+//!   Rust on one thread, so that the attack costs the 2-core machine little CPU and the normal
+//!   client beside it measures the gateway, not the generator (a Python asyncio version took
+//!   about a core for 10,000 connections).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark that cannot set up stops
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -30,7 +35,9 @@ fn usage() -> ! {
          \x20          [--id-token-lifetime SECS] [--access-token-lifetime SECS]\n\
          \x20          [--bearer-audience AUD --bearer-out FILE [--bearer-lifetime SECS]]\n\
          \x20      bench-env mint --config FILE --cookie 'name=value; ...' --count N --out FILE\n\
-         \x20      bench-env logins --url URL --concurrency C --seconds S [--user alice]"
+         \x20      bench-env logins --url URL --concurrency C --seconds S [--user alice]\n\
+         \x20      bench-env trickle --port P --connections N --interval SECS --seconds SECS\n\
+         \x20          [--reopen] [--status FILE]"
     );
     std::process::exit(2)
 }
@@ -59,6 +66,14 @@ fn main() {
         "provider" => rt.block_on(provider(&args)),
         "mint" => mint(&args),
         "logins" => rt.block_on(logins(&args)),
+        "trickle" => {
+            // One thread: the attack must not take the cores it is measured beside.
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("tokio runtime");
+            rt.block_on(trickle(&args));
+        }
         _ => usage(),
     }
 }
@@ -239,4 +254,134 @@ async fn logins(args: &[String]) {
         failed.load(Ordering::Relaxed),
         elapsed
     );
+}
+
+/// What `trickle` counts, shared by its connection tasks (one thread: plain cells would do, but
+/// tasks must be `'static`).
+#[derive(Default)]
+struct TrickleStats {
+    opened: AtomicU64,
+    closed_by_server: AtomicU64,
+    refused: AtomicU64,
+    open: AtomicU64,
+    peak_open: AtomicU64,
+    lifetimes_ms: std::sync::Mutex<Vec<u64>>,
+}
+
+/// `trickle`: N connections that each send the start of a request header and then one more
+/// byte every interval, never finishing it. A connection the server closes is counted with how
+/// long it lived and, with `--reopen`, replaced, so that N stay open for the whole run. Prints
+/// one JSON object: opened, closed_by_server, refused (connect failed, or closed before the
+/// first trickled byte), peak_open and the lifetimes (p50, p99, max seconds). Writes the open
+/// count to `--status FILE` every second.
+async fn trickle(args: &[String]) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    const HEAD: &[u8] = b"GET /public/slow HTTP/1.1\r\nHost: localhost\r\nX-Slow: ";
+    let port: u16 = need(args, "--port").parse().unwrap_or_else(|_| usage());
+    let conns: u64 = need(args, "--connections")
+        .parse()
+        .unwrap_or_else(|_| usage());
+    let interval =
+        Duration::from_secs_f64(need(args, "--interval").parse().unwrap_or_else(|_| usage()));
+    let seconds: f64 = need(args, "--seconds").parse().unwrap_or_else(|_| usage());
+    let reopen = args.iter().any(|a| a == "--reopen");
+    let status = arg(args, "--status");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(seconds);
+    let stats = Arc::new(TrickleStats::default());
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+
+    let mut tasks = Vec::new();
+    // Connects spread over about two seconds, so that the listen backlog is not the limit.
+    let spread = Duration::from_secs(2) / u32::try_from(conns.max(1)).unwrap_or(u32::MAX);
+    for i in 0..conns {
+        let stats = stats.clone();
+        let first = spread * u32::try_from(i).unwrap_or(u32::MAX);
+        tasks.push(tokio::spawn(async move {
+            tokio::time::sleep(first).await;
+            while tokio::time::Instant::now() < deadline {
+                let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else {
+                    stats.refused.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    if reopen {
+                        continue;
+                    }
+                    return;
+                };
+                stats.opened.fetch_add(1, Ordering::Relaxed);
+                let open = stats.open.fetch_add(1, Ordering::Relaxed) + 1;
+                stats.peak_open.fetch_max(open, Ordering::Relaxed);
+                let born = Instant::now();
+                let (mut closed, mut sent) = (s.write_all(HEAD).await.is_err(), 0u64);
+                let mut buf = [0u8; 512];
+                while !closed && tokio::time::Instant::now() < deadline {
+                    // The server closing shows as EOF (or an error) on read.
+                    let wake = (tokio::time::Instant::now() + interval).min(deadline);
+                    tokio::select! {
+                        r = s.read(&mut buf) => closed = !matches!(r, Ok(n) if n > 0),
+                        () = tokio::time::sleep_until(wake) => {
+                            if tokio::time::Instant::now() < deadline {
+                                closed = s.write_all(b"a").await.is_err();
+                                sent += 1;
+                            }
+                        }
+                    }
+                }
+                stats.open.fetch_sub(1, Ordering::Relaxed);
+                if closed {
+                    let lived = born.elapsed();
+                    if sent == 0 && lived < Duration::from_millis(500) {
+                        stats.refused.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        stats.closed_by_server.fetch_add(1, Ordering::Relaxed);
+                        let ms = u64::try_from(lived.as_millis()).unwrap_or(u64::MAX);
+                        stats.lifetimes_ms.lock().unwrap().push(ms);
+                    }
+                }
+                if !reopen {
+                    return;
+                }
+            }
+        }));
+    }
+    if let Some(path) = status {
+        let stats = stats.clone();
+        tokio::spawn(async move {
+            loop {
+                let open = stats.open.load(Ordering::Relaxed);
+                let _ = std::fs::write(&path, format!("{open}\n"));
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    let mut lifetimes = std::mem::take(&mut *stats.lifetimes_ms.lock().unwrap());
+    lifetimes.sort_unstable();
+    let pct = |p: f64| -> serde_json::Value {
+        if lifetimes.is_empty() {
+            return serde_json::Value::Null;
+        }
+        #[allow(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            clippy::cast_precision_loss
+        )]
+        let i = ((p * lifetimes.len() as f64) as usize).min(lifetimes.len() - 1);
+        #[allow(clippy::cast_precision_loss)]
+        let secs = (lifetimes[i] as f64 / 10.0).round() / 100.0;
+        secs.into()
+    };
+    let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    let out = serde_json::json!({
+        "opened": load(&stats.opened),
+        "closed_by_server": load(&stats.closed_by_server),
+        "refused": load(&stats.refused),
+        "peak_open": load(&stats.peak_open),
+        "lifetime_p50": pct(0.5),
+        "lifetime_p99": pct(0.99),
+        "lifetime_max": pct(1.0),
+    });
+    println!("{out}");
 }

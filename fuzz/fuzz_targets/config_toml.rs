@@ -45,11 +45,6 @@ fuzz_target!(|data: &[u8]| {
     {
         return;
     }
-    // Claim paths with many unclosed nested filters take serde_json_path exponential time to
-    // refuse (see claims_headers and fuzz/README.md): known, unfixed, kept out of the way.
-    if text.matches("[?").count() > 6 {
-        return;
-    }
     match parse_str(text, Some(Path::new(FIXTURES))) {
         Ok(config) => {
             let fold = config.server.case_insensitive_paths;
