@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Proves that vendor/pingora-proxy is the released pingora-proxy 0.9.1 from crates.io, minus the
-# files listed in vendor/pingora-proxy.exclude, plus vendor/pingora-proxy.patch; nothing else.
-# See vendor/README.md.
+# Proves that each vendored pingora crate (vendor/<crate>) is the released crate from crates.io,
+# minus the files listed in vendor/<crate>.exclude, plus vendor/<crate>.patch; nothing else.
+# The vendored crates: pingora-proxy and pingora-core, both 0.9.1. See vendor/README.md.
 #
 # Usage (from anywhere; needs bash, coreutils, find, and GNU patch or git; never cargo):
 #   bash tests/check-vendor.sh              offline (CI): copies the vendored crate to a temp dir,
 #                                           reverse-applies the patch and checks the result against
-#                                           vendor/pingora-proxy-0.9.1.sha256, file by file, with
+#                                           vendor/<crate>-0.9.1.sha256, file by file, with
 #                                           no missing and no extra files.
 #   bash tests/check-vendor.sh --upstream [CRATE_FILE]
 #                                           also verifies the manifest itself: takes the .crate
@@ -19,13 +19,32 @@
 #                                           rewrites the manifest and the patch from the verified
 #                                           crate and the current vendored copy (for re-vendoring
 #                                           or changing the patch); review with `git diff vendor/`.
+#   --crate NAME first: only that crate (needed with CRATE_FILE); otherwise every vendored crate.
 set -euo pipefail
 
-CRATE_NAME=pingora-proxy
+# Each vendored crate with its "cksum" in the crates.io index (https://index.crates.io/pi/ng/NAME),
+# i.e. the sha256 of the .crate file; Cargo.lock carried the same value for the registry crate.
 CRATE_VERSION=0.9.1
-# "cksum" of pingora-proxy 0.9.1 in the crates.io index (https://index.crates.io/pi/ng/pingora-proxy),
-# i.e. the sha256 of the .crate file; Cargo.lock carries the same value for registry crates.
-CRATE_SHA256=8e3d5670490740405ecc8c6f75c3fcbce4d24f7adaffb355ca44550e7918e358
+crate_sha256() {
+  case "$1" in
+    pingora-proxy) echo 8e3d5670490740405ecc8c6f75c3fcbce4d24f7adaffb355ca44550e7918e358 ;;
+    pingora-core) echo a535f47f65fdcb003f9e1df04cd18e614c128dfe9388acce3f211ae38ac14d68 ;;
+    *) return 1 ;;
+  esac
+}
+VENDORED_CRATES="pingora-proxy pingora-core"
+
+if [ "${1:-}" = --crate ]; then
+  CRATE_NAME=${2:-}
+  crate_sha256 "$CRATE_NAME" >/dev/null || { echo "check-vendor: unknown crate '$CRATE_NAME' (known: $VENDORED_CRATES)" >&2; exit 2; }
+  shift 2
+else
+  case "${1:-}" in -h|--help) sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;; esac
+  [ -z "${2:-}" ] || { echo "check-vendor: a CRATE_FILE needs --crate NAME first" >&2; exit 2; }
+  for c in $VENDORED_CRATES; do bash "${BASH_SOURCE[0]}" --crate "$c" "$@" || exit 1; done
+  exit 0
+fi
+CRATE_SHA256=$(crate_sha256 "$CRATE_NAME")
 CRATE_URL="https://static.crates.io/crates/$CRATE_NAME/$CRATE_NAME-$CRATE_VERSION.crate"
 INDEX_URL="https://index.crates.io/pi/ng/$CRATE_NAME"
 
@@ -39,7 +58,7 @@ patch_file=$root/$patch_rel
 exclude_file=$root/$exclude_rel
 manifest=$root/$manifest_rel
 
-me="check-vendor"
+me="check-vendor ($CRATE_NAME)"
 fail() {
   echo "$me: FAILED: $*" >&2
   exit 1
@@ -52,7 +71,6 @@ case "${1:-}" in
   "") ;;
   --upstream) mode=upstream; crate_arg=${2:-} ;;
   --regenerate) mode=regenerate; crate_arg=${2:-} ;;
-  -h|--help) sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
   *) fail "unknown argument '$1' (expected nothing, --upstream [CRATE_FILE] or --regenerate [CRATE_FILE])" ;;
 esac
 

@@ -93,6 +93,51 @@ async fn a_header_that_arrives_in_time_is_served_however_slowly_it_came() {
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
 }
 
+/// A header that is still short after a read is kept in a smaller buffer until more arrives
+/// (vendor/pingora-core.patch); what comes later, however large, must still arrive whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_header_that_starts_small_and_grows_large_arrives_whole() {
+    let env = env_with(r#"request_header_timeout = "5s""#).await;
+    let mut s = TcpStream::connect(addr(&env)).await.unwrap();
+    let big = "b".repeat(6000);
+    for last in [false, true] {
+        s.write_all(b"GET /public/grow HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        s.write_all(b"X-Pad: 0123456789\r\n").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let close = if last { "Connection: close\r\n" } else { "" };
+        s.write_all(format!("X-Big: {big}\r\n{close}Accept: application/json\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        // One response per round: read up to the end of its JSON body.
+        let mut got = Vec::new();
+        let mut buf = [0u8; 16384];
+        let started = Instant::now();
+        while !String::from_utf8_lossy(&got).trim_end().ends_with('}') {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "no full answer: {:?}",
+                String::from_utf8_lossy(&got)
+            );
+            let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+                .await
+                .expect("an answer")
+                .unwrap();
+            assert!(n > 0, "closed early: {:?}", String::from_utf8_lossy(&got));
+            got.extend_from_slice(&buf[..n]);
+        }
+        let text = String::from_utf8_lossy(&got);
+        assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+        let body: serde_json::Value =
+            serde_json::from_str(&text[text.find("\r\n\r\n").unwrap() + 4..]).unwrap();
+        let headers = body["headers"].to_string();
+        assert!(headers.contains(&big), "X-Big did not arrive whole");
+        assert!(headers.contains("0123456789"), "X-Pad did not arrive");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_keep_alive_connection_ends_after_keepalive_timeout() {
     let env = env_with(
@@ -154,7 +199,9 @@ async fn connections_beyond_max_connections_are_closed_at_once_and_counted() {
         r#"oidc_gateway_connections_dropped_total{reason="max_connections"}"#,
     )
     .await;
-    assert_eq!(refused, Some(1.0));
+    // At least this one: in a full parallel run a client of another test (a provider probe
+    // whose old port this gateway now has) may also be turned away while the three are held.
+    assert!(refused.is_some_and(|n| n >= 1.0), "refused: {refused:?}");
     // A place freed is a place taken: the next connection is served.
     drop(held.pop());
     let mut served = None;

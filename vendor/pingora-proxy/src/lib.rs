@@ -1550,50 +1550,31 @@ impl SubrequestSpawner {
     }
 }
 
-#[async_trait]
-impl<SV, C> HttpServerApp for HttpProxy<SV, C>
+impl<SV, C> HttpProxy<SV, C>
 where
     SV: ProxyHttp + Send + Sync + 'static,
     <SV as ProxyHttp>::CTX: Send + Sync,
     C: custom::Connector,
 {
-    async fn process_new_http(
-        self: &Arc<Self>,
-        mut session: HttpSession,
+    /// oidc-gateway patch: everything after the request header, in a boxed future of its own.
+    /// A plain function, not an `async fn`, so that the `Session` and the `CTX` built here are
+    /// never locals of `process_new_http`'s future: locals moved into an awaited call keep
+    /// their space in the caller's future, and that future is what every connection waiting
+    /// for a request header holds.
+    fn start_request<'a>(
+        self: &'a Arc<Self>,
+        downstream_session: Box<HttpSession>,
         shutdown: &ShutdownWatch,
-    ) -> Option<ReusedHttpStream> {
-        // Extract user context from the previous request before the session is moved into the Box
-        let prev_user_ctx = session.take_connection_user_context();
-
-        let session = Box::new(session);
-
-        // oidc-gateway patch: one deadline for the whole request header (see
-        // `ProxyHttp::request_header_timeout`), and the rest of the request in a future of its
-        // own, so that a connection waiting for a header holds only this small one.
-        let reused = prev_user_ctx.is_some();
-        let read = self.handle_new_request(session);
-        let read = match self.inner.request_header_timeout(reused) {
-            Some(limit) => match time::timeout(limit, read).await {
-                Ok(read) => read,
-                Err(_) => {
-                    self.inner.request_header_timed_out(reused);
-                    return None;
-                }
-            },
-            None => read.await,
-        };
-
+        prev_user_ctx: Option<Box<dyn std::any::Any + Send + Sync>>,
+    ) -> BoxFuture<'a, Option<ReusedHttpStream>> {
         // TODO: keepalive pool, use stack
-        let mut session = match read {
-            Some(downstream_session) => Session::new(
-                downstream_session,
-                &self.downstream_modules,
-                #[cfg(feature = "upstream_modules")]
-                &self.upstream_modules,
-                self.shutdown_flag.clone(),
-            ),
-            None => return None, // bad request
-        };
+        let mut session = Session::new(
+            downstream_session,
+            &self.downstream_modules,
+            #[cfg(feature = "upstream_modules")]
+            &self.upstream_modules,
+            self.shutdown_flag.clone(),
+        );
 
         if *shutdown.borrow() {
             // stop downstream from reusing if this service is shutting down soon
@@ -1608,7 +1589,62 @@ where
                 .on_connection_reuse(&mut session, &mut ctx, prev_ctx);
         }
 
-        Box::pin(self.process_request(session, ctx)).await
+        Box::pin(self.process_request(session, ctx))
+    }
+}
+
+#[async_trait]
+impl<SV, C> HttpServerApp for HttpProxy<SV, C>
+where
+    SV: ProxyHttp + Send + Sync + 'static,
+    <SV as ProxyHttp>::CTX: Send + Sync,
+    C: custom::Connector,
+{
+    // oidc-gateway patch: written out instead of `async fn`, so that the `HttpSession` argument
+    // is boxed before the future is made: an `async fn` keeps its arguments in its future for
+    // its whole life, and this future is what every connection waiting for a request header
+    // holds.
+    fn process_new_http<'life0, 'life1, 'async_trait>(
+        self: &'life0 Arc<Self>,
+        mut session: HttpSession,
+        shutdown: &'life1 ShutdownWatch,
+    ) -> BoxFuture<'async_trait, Option<ReusedHttpStream>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: 'async_trait,
+    {
+        // Extract user context from the previous request before the session is moved into the Box
+        let prev_user_ctx = session.take_connection_user_context();
+
+        let session = Box::new(session);
+
+        Box::pin(async move {
+            // oidc-gateway patch: one deadline for the whole request header (see
+            // `ProxyHttp::request_header_timeout`), and the rest of the request in a future of
+            // its own (`start_request`), so that a connection waiting for a header holds only
+            // this small one.
+            let reused = prev_user_ctx.is_some();
+            let read = self.handle_new_request(session);
+            let read = match self.inner.request_header_timeout(reused) {
+                Some(limit) => match time::timeout(limit, read).await {
+                    Ok(read) => read,
+                    Err(_) => {
+                        self.inner.request_header_timed_out(reused);
+                        return None;
+                    }
+                },
+                None => read.await,
+            };
+
+            match read {
+                Some(downstream_session) => {
+                    self.start_request(downstream_session, shutdown, prev_user_ctx)
+                        .await
+                }
+                None => None, // bad request
+            }
+        })
     }
 
     async fn http_cleanup(&self) {
