@@ -49,19 +49,24 @@ pub struct Connections {
     generation: u64,
     /// Dropped with the store, so its thread-local connections can be pruned.
     alive: Arc<()>,
+    /// Bumped when Redis answers again after an outage: every thread then replaces its
+    /// connection on its next command. A thread's old one would fail that command first (a
+    /// reconnect that failed during the outage is kept and handed out once, and an idle
+    /// thread's socket is dead without knowing it), so the store would flap back to down.
+    renewals: AtomicU64,
 }
 
 static GENERATION: AtomicU64 = AtomicU64::new(1);
 
 thread_local! {
-    /// This thread's connection to each live store: (store generation, master epoch, store
-    /// alive, connection).
+    /// This thread's connection to each live store: (store generation, master epoch, renewal,
+    /// store alive, connection).
     static CONNECTIONS: RefCell<Vec<ThreadConnection>> =
         const { RefCell::new(Vec::new()) };
 }
 
-/// (store generation, master epoch, store alive, connection).
-type ThreadConnection = (u64, u64, Weak<()>, Conn);
+/// (store generation, master epoch, renewal, store alive, connection).
+type ThreadConnection = (u64, u64, u64, Weak<()>, Conn);
 
 /// How the store reaches Redis.
 enum Backend {
@@ -239,6 +244,7 @@ impl Connections {
             timeout: cfg.timeout,
             generation: GENERATION.fetch_add(1, Ordering::Relaxed),
             alive: Arc::new(()),
+            renewals: AtomicU64::new(0),
         })
     }
 
@@ -250,15 +256,16 @@ impl Connections {
             _ => None,
         };
         let epoch = master.as_ref().map_or(0, |m| m.epoch);
+        let renewal = self.renewals.load(Ordering::Relaxed);
         CONNECTIONS.with(|cell| {
             let mut conns = cell.borrow_mut();
-            if let Some((_, _, _, c)) = conns
+            if let Some((_, _, _, _, c)) = conns
                 .iter()
-                .find(|(g, e, _, _)| *g == self.generation && *e == epoch)
+                .find(|(g, e, r, _, _)| *g == self.generation && *e == epoch && *r == renewal)
             {
                 return Ok((epoch, c.clone()));
             }
-            conns.retain(|(g, _, alive, _)| alive.strong_count() > 0 && *g != self.generation);
+            conns.retain(|(g, _, _, alive, _)| alive.strong_count() > 0 && *g != self.generation);
             let manager = |client: redis::Client| {
                 let config = ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(self.timeout))
@@ -289,6 +296,7 @@ impl Connections {
             conns.push((
                 self.generation,
                 epoch,
+                renewal,
                 Arc::downgrade(&self.alive),
                 conn.clone(),
             ));
@@ -417,8 +425,14 @@ impl Connections {
     pub fn drop_thread_connection(&self) {
         CONNECTIONS.with(|cell| {
             cell.borrow_mut()
-                .retain(|(g, _, _, _)| *g != self.generation)
+                .retain(|(g, _, _, _, _)| *g != self.generation)
         });
+    }
+
+    /// Makes every thread open a new connection on its next command (Redis answers again
+    /// after an outage: see the `renewals` field).
+    pub fn renew_all(&self) {
+        self.renewals.fetch_add(1, Ordering::Relaxed);
     }
 
     /// After an error that means the master is gone or demoted: ask the sentinels again. A slow

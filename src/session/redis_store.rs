@@ -135,6 +135,7 @@ impl RedisStore {
         match outcome {
             Ok(v) => {
                 if self.down.load(Ordering::Relaxed) && self.down.swap(false, Ordering::Relaxed) {
+                    self.conns.renew_all();
                     self.metrics.session_store_up.set(1);
                     tracing::warn!("session store: Redis answers again");
                 }

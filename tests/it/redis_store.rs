@@ -360,18 +360,33 @@ async fn redis_down_or_hung_fails_closed_and_recovers_without_a_restart() {
         "logged once per episode:\n{logs}"
     );
 
-    // Back with its data: the same cookie works again, no restart of the gateway.
+    // Back with its data: the gateway's probe notices by itself, without a request, and then
+    // the same cookie works again on every worker thread at once (no flapping back to down
+    // while each thread's old connection fails once), with no restart of the gateway.
     redis.restart();
     assert!(
         eventually(Duration::from_secs(10), async || {
-            alice.get(&env.url("/app")).await.status == StatusCode::OK
+            metric(&env.gateway.admin, "oidc_gateway_session_store_up ").await == Some(1.0)
         })
         .await,
-        "the session works again once Redis is back"
+        "the probe sees Redis back"
     );
+    for i in 0..12 {
+        // A new client each time: new connections, spread over the gateway's threads.
+        let r = copy_of(&alice).get(&env.url("/app")).await;
+        assert_eq!(r.status, StatusCode::OK, "request {i} after recovery");
+        let api = copy_of(&alice).get_api(&env.url("/app")).await;
+        assert_eq!(api.status, StatusCode::OK, "API request {i} after recovery");
+    }
     assert_eq!(
         metric(&env.gateway.admin, "oidc_gateway_session_store_up ").await,
         Some(1.0)
+    );
+    assert_eq!(
+        env.gateway.logs().matches("Redis unavailable").count(),
+        1,
+        "no second episode after recovery:\n{}",
+        env.gateway.logs()
     );
     assert_eq!(
         reqwest::get(format!("{}/readyz", env.gateway.admin))
