@@ -30,7 +30,7 @@ use crate::upstreams::peer::{Peer, ALPN};
 use crate::offload::OffloadRuntime;
 pub use l4::Connect as L4Connect;
 use l4::{connect as l4_connect, BindTo};
-use log::{debug, error, warn};
+use log::{debug, warn};
 use parking_lot::RwLock;
 use pingora_error::{Error, ErrorType::*, OrErr, Result};
 use pingora_pool::{ConnectionMeta, ConnectionPool};
@@ -41,6 +41,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tls::TlsConnector;
 use tokio::sync::Mutex;
+
+/// oidc-gateway patch: how often `reused_stream` yields while the idle poll drops its last
+/// reference to a pooled stream (see there).
+const REUSE_UNWRAP_TRIES: usize = 8;
 
 #[derive(Clone, Debug)]
 pub(crate) struct IdleConnection {
@@ -255,6 +259,16 @@ impl TransportConnector {
                 {
                     let _ = s.lock().await;
                 } // wait for the idle poll to release it
+                // oidc-gateway patch: the idle poll may run on another thread's runtime, and
+                // its guard releases the lock before it drops its clone of the Arc, so the
+                // unwrap below could lose that race and log an error for a stream that was
+                // fine (about twice a second under load). Give the other thread a moment.
+                for _ in 0..REUSE_UNWRAP_TRIES {
+                    if Arc::strong_count(&s) == 1 {
+                        break;
+                    }
+                    tokio::task::yield_now().await;
+                }
                 match Arc::try_unwrap(s) {
                     Ok(l) => {
                         let mut stream = l.into_inner();
@@ -290,7 +304,8 @@ impl TransportConnector {
                         }
                     }
                     Err(_) => {
-                        error!("failed to acquire reusable stream");
+                        // oidc-gateway patch: a new connection is made instead; not an error.
+                        warn!("failed to acquire reusable stream");
                         None
                     }
                 }
