@@ -4,6 +4,8 @@
 #
 #   bash benches/slow_clients.sh                 # 10,000 slow connections, defaults below
 #   bash benches/slow_clients.sh --bin OTHER     # the same against another gateway binary
+#   bash benches/slow_clients.sh --nginx         # control: a plain nginx reverse proxy instead
+#                                                # (2 workers, client_header_timeout 10s)
 #
 # Starts on loopback: an nginx upstream (small body), the development provider (bench-env) and
 # the gateway (`oidc-gateway run`, a public route, default connection settings unless --config-
@@ -17,7 +19,9 @@
 # It prints a markdown table: normal client quiet vs beside the slow ones (ratio of requests/s,
 # p99), the gateway's peak RSS, memory per waiting connection ((peak RSS - quiet RSS) / open
 # connections at that moment), and how long slow connections lived before the gateway closed
-# them (p50, p99, max: `server.request_header_timeout` is 10 s by default).
+# them (p50, p99, max: `server.request_header_timeout` is 10 s by default), and the CPU used
+# (% of one core) by the gateway in the quiet run, by the gateway beside the slow clients and
+# by the trickler itself, which shares the same cores.
 #
 # Options: --connections 10000  --interval 2  --duration 10s (wrk)  --wrk-connections 64
 #          --rounds 3  --port 4580 (gateway; upstream +1, provider +3, admin +10)
@@ -27,6 +31,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 conns=10000; interval=2; duration=10s; wrk_conns=64; rounds=3; port=4580; bin=""; extra=""; reopen=""
+control=""
 target_dir=${CARGO_TARGET_DIR:-target}
 out="$target_dir/slow-clients.md"
 while [ $# -gt 0 ]; do
@@ -40,8 +45,9 @@ while [ $# -gt 0 ]; do
     --bin) bin=$2; shift 2 ;;
     --config-extra) extra=$2; shift 2 ;;
     --reopen) reopen=--reopen; shift ;;
+    --nginx) control=nginx; shift ;;
     --out) out=$2; shift 2 ;;
-    -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
     *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -134,8 +140,39 @@ for _ in $(seq 300); do
   sleep 0.1
 done
 curl -fs "http://127.0.0.1:$port/public/" >/dev/null || { echo "gateway not serving" >&2; tail "$tmp/gateway.log" >&2; exit 1; }
+if [ "$control" = nginx ]; then
+  # The control: nginx proxying the same upstream on the gateway's port (the gateway, started
+  # and checked above, makes way for it). Measured are its two worker processes.
+  kill -9 $gw; wait $gw 2>/dev/null || true
+  cat >"$tmp/ngx/proxy.conf" <<EOF
+daemon off;
+worker_processes 2;
+worker_rlimit_nofile 65536;
+pid $tmp/ngx/proxy.pid;
+error_log $tmp/ngx/proxy-error.log warn;
+events { worker_connections 16384; }
+http {
+  client_body_temp_path $tmp/ngx/pbody; proxy_temp_path $tmp/ngx/pproxy;
+  fastcgi_temp_path $tmp/ngx/pfcgi; uwsgi_temp_path $tmp/ngx/puwsgi; scgi_temp_path $tmp/ngx/pscgi;
+  keepalive_requests 1000000; access_log off; client_header_timeout 10s;
+  upstream up { server 127.0.0.1:$up_port; keepalive 64; }
+  server { listen 127.0.0.1:$port;
+           location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; } }
+}
+EOF
+  /usr/sbin/nginx -c "$tmp/ngx/proxy.conf" -e "$tmp/ngx/proxy-error.log" &
+  master=$!
+  pids+=($master)
+  sleep 1
+  gw=$(pgrep -d ' ' -P $master -f 'nginx: worker')
+  bin="nginx proxy (control)"
+fi
 
-rss() { awk '$1 == "VmRSS:" {print $2}' "/proc/$gw/status"; }   # kB
+# kB, summed over the measured processes ($gw: the gateway, or the control's nginx workers).
+rss() { for p in $gw; do cat "/proc/$p/status"; done | awk '$1 == "VmRSS:" { s += $2 } END { print s + 0 }'; }
+# CPU time processes used so far, in clock ticks (utime + stime; fields after the command name).
+ticks() { for p in "$@"; do sed 's/.*) //' "/proc/$p/stat" 2>/dev/null; done | awk '{ s += $12 + $13 } END { print s + 0 }'; }
+hz=$(getconf CLK_TCK)
 # wrk's summary: requests/s and the p99 latency in milliseconds.
 measure() {
   wrk -t1 -c"$wrk_conns" -d"$duration" --latency "http://127.0.0.1:$port/public/" >"$tmp/wrk.txt" 2>&1 || true
@@ -151,7 +188,10 @@ measure() {
 rows=()
 for r in $(seq "$rounds"); do
   echo "== round $r: quiet" >&2
+  t0=$(date +%s.%N); gw0=$(ticks $gw)
   read -r q_rps q_p99 < <(measure)
+  t1=$(date +%s.%N); gw1=$(ticks $gw)
+  q_cpu=$(awk -v a=$gw0 -v b=$gw1 -v s=$t0 -v e=$t1 -v hz=$hz 'BEGIN { printf "%.0f", 100 * (b - a) / ((e - s) * hz) }')
   q_rss=$(rss)
   echo "== round $r: $conns slow connections" >&2
   "$helper" trickle --port "$port" --connections "$conns" --interval "$interval" \
@@ -167,14 +207,20 @@ for r in $(seq "$rounds"); do
       echo "$(rss) $(cat "$tmp/open" 2>/dev/null || echo 0)"; sleep 1
     done ) >"$tmp/samples" &
   sp=$!
+  # CPU used during the measured run, as % of one core: the trickler's shares the same 2 cores
+  # with wrk and the gateway, so it is reported beside the ratio.
+  t0=$(date +%s.%N); gw0=$(ticks $gw); tr0=$(ticks $tp)
   read -r s_rps s_p99 < <(measure)
+  t1=$(date +%s.%N); gw1=$(ticks $gw); tr1=$(ticks $tp)
+  cpu=$(awk -v a=$gw0 -v b=$gw1 -v c=$tr0 -v d=$tr1 -v s=$t0 -v e=$t1 -v hz=$hz \
+    -v q=$q_cpu 'BEGIN { w = (e - s) * hz; printf "%s/%.0f/%.0f", q, 100 * (b - a) / w, 100 * (d - c) / w }')
   wait $tp || true
   kill $sp 2>/dev/null || true; wait $sp 2>/dev/null || true
   read -r peak_rss peak_open < <(awk '$1 > m { m = $1; o = $2 } END { print m + 0, o + 0 }' "$tmp/samples")
   per_conn=$(awk -v p="$peak_rss" -v q="$q_rss" -v o="$peak_open" \
     'BEGIN { if (o > 0) printf "%.1f", (p - q) / o; else print "n/a" }')
   life=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["lifetime_p50"], d["lifetime_p99"], d["lifetime_max"], d["closed_by_server"], d["refused"], d["peak_open"])' "$tmp/trickle.json")
-  rows+=("$q_rps $q_p99 $s_rps $s_p99 $q_rss $peak_rss $peak_open $per_conn $life")
+  rows+=("$q_rps $q_p99 $s_rps $s_p99 $q_rss $peak_rss $peak_open $per_conn $cpu $life")
   # Let the gateway close what is left before the next quiet run.
   sleep 12
 done
@@ -184,15 +230,15 @@ done
   echo
   echo "$conns connections trickling a header byte every ${interval}s${reopen:+ (replaced when closed)}, beside wrk -c$wrk_conns -d$duration on the public route."
   echo
-  echo "| round | quiet req/s | quiet p99 ms | beside slow req/s | ratio | beside slow p99 ms | p99 ratio | quiet RSS MB | peak RSS MB | open at peak | KB per waiting conn | slow conn lifetime p50/p99/max s | closed by gateway | refused |"
-  echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|"
+  echo "| round | quiet req/s | quiet p99 ms | beside slow req/s | ratio | beside slow p99 ms | p99 ratio | quiet RSS MB | peak RSS MB | open at peak | KB per waiting conn | CPU % gateway quiet/beside, trickler | slow conn lifetime p50/p99/max s | closed by gateway | refused |"
+  echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---:|"
   i=0
   for row in "${rows[@]}"; do
     i=$((i + 1))
-    read -r q_rps q_p99 s_rps s_p99 q_rss peak_rss peak_open per_conn l50 l99 lmax closed refused _ <<<"$row"
+    read -r q_rps q_p99 s_rps s_p99 q_rss peak_rss peak_open per_conn cpu l50 l99 lmax closed refused _ <<<"$row"
     awk -v i=$i -v qr=$q_rps -v qp=$q_p99 -v sr=$s_rps -v sp=$s_p99 -v qm=$q_rss -v pm=$peak_rss \
-        -v po=$peak_open -v pc=$per_conn -v l="$l50/$l99/$lmax" -v c=$closed -v f=$refused 'BEGIN {
-      printf "| %d | %d | %.2f | %d | %.2f | %.2f | %.2f | %.1f | %.1f | %d | %s | %s | %d | %d |\n",
-        i, qr, qp, sr, (qr > 0 ? sr / qr : 0), sp, (qp > 0 ? sp / qp : 0), qm / 1024, pm / 1024, po, pc, l, c, f }'
+        -v po=$peak_open -v pc=$per_conn -v cpu=$cpu -v l="$l50/$l99/$lmax" -v c=$closed -v f=$refused 'BEGIN {
+      printf "| %d | %d | %.2f | %d | %.2f | %.2f | %.2f | %.1f | %.1f | %d | %s | %s | %s | %d | %d |\n",
+        i, qr, qp, sr, (qr > 0 ? sr / qr : 0), sp, (qp > 0 ? sp / qp : 0), qm / 1024, pm / 1024, po, pc, cpu, l, c, f }'
   done
 } | tee "$out"
