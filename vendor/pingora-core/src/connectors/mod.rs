@@ -42,9 +42,26 @@ use std::time::{Duration, Instant};
 use tls::TlsConnector;
 use tokio::sync::Mutex;
 
-/// oidc-gateway patch: how often `reused_stream` yields while the idle poll drops its last
-/// reference to a pooled stream (see there).
-const REUSE_UNWRAP_TRIES: usize = 8;
+/// oidc-gateway patch: a pooled stream sits in an `Option` so that `reused_stream` can take it
+/// out under the lock. Upstream unwraps the `Arc` instead, and loses whenever the idle poll on
+/// another thread has released the lock but not yet dropped its clone of the `Arc` (the waking
+/// thread is often preempted right there on a small machine): the good connection is closed and
+/// "failed to acquire reusable stream" logged at ERROR, about twice a second under load.
+struct PooledStream(Option<Stream>);
+
+impl tokio::io::AsyncRead for PooledStream {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.0.as_mut() {
+            Some(stream) => std::pin::Pin::new(stream).poll_read(cx, buf),
+            // Taken: reads as EOF, which ends the idle poll.
+            None => std::task::Poll::Ready(Ok(())),
+        }
+    }
+}
 
 #[derive(Clone, Debug)]
 pub(crate) struct IdleConnection {
@@ -174,7 +191,7 @@ impl ConnectorOptions {
 /// [TransportConnector] provides APIs to connect to servers via TCP or TLS with connection reuse
 pub struct TransportConnector {
     tls_ctx: tls::Connector,
-    connection_pool: Arc<ConnectionPool<Arc<Mutex<Stream>>>>,
+    connection_pool: Arc<ConnectionPool<Arc<Mutex<PooledStream>>>>,
     offload: Option<OffloadRuntime>,
     bind_to_v4: Vec<SocketAddr>,
     bind_to_v6: Vec<SocketAddr>,
@@ -256,22 +273,12 @@ impl TransportConnector {
         match self.connection_pool.get(&peer.reuse_hash()) {
             Some(s) => {
                 debug!("find reusable stream, trying to acquire it");
-                {
-                    let _ = s.lock().await;
-                } // wait for the idle poll to release it
-                // oidc-gateway patch: the idle poll may run on another thread's runtime, and
-                // its guard releases the lock before it drops its clone of the Arc, so the
-                // unwrap below could lose that race and log an error for a stream that was
-                // fine (about twice a second under load). Give the other thread a moment.
-                for _ in 0..REUSE_UNWRAP_TRIES {
-                    if Arc::strong_count(&s) == 1 {
-                        break;
-                    }
-                    tokio::task::yield_now().await;
-                }
-                match Arc::try_unwrap(s) {
-                    Ok(l) => {
-                        let mut stream = l.into_inner();
+                // oidc-gateway patch: waits for the idle poll to release the stream, then takes
+                // it (see `PooledStream`).
+                let taken = s.lock().await.0.take();
+                drop(s);
+                match taken {
+                    Some(mut stream) => {
                         // test_reusable_stream: we assume server would never actively send data
                         // first on an idle stream.
                         #[cfg(unix)]
@@ -303,9 +310,10 @@ impl TransportConnector {
                             }
                         }
                     }
-                    Err(_) => {
-                        // oidc-gateway patch: a new connection is made instead; not an error.
-                        warn!("failed to acquire reusable stream");
+                    None => {
+                        // Cannot happen: only this function takes a pooled stream, and the pool
+                        // hands each one out once.
+                        warn!("reusable stream already taken");
                         None
                     }
                 }
@@ -336,7 +344,7 @@ impl TransportConnector {
         let id = stream.id();
         let meta = ConnectionMeta::new(key, id);
         debug!("Try to keepalive client session");
-        let stream = Arc::new(Mutex::new(stream));
+        let stream = Arc::new(Mutex::new(PooledStream(Some(stream))));
         let locked_stream = stream.clone().try_lock_owned().unwrap(); // safe as we just created it
         let (notify_close, watch_use) = self.connection_pool.put(&meta, stream);
         let idle_meta = IdleConnection::new(meta);
