@@ -171,7 +171,8 @@ fi
 # kB, summed over the measured processes ($gw: the gateway, or the control's nginx workers).
 rss() { for p in $gw; do cat "/proc/$p/status"; done | awk '$1 == "VmRSS:" { s += $2 } END { print s + 0 }'; }
 # CPU time processes used so far, in clock ticks (utime + stime; fields after the command name).
-ticks() { for p in "$@"; do sed 's/.*) //' "/proc/$p/stat" 2>/dev/null; done | awk '{ s += $12 + $13 } END { print s + 0 }'; }
+# A process that has exited counts 0 (in one-wave mode the trickler may end during the run).
+ticks() { for p in "$@"; do sed 's/.*) //' "/proc/$p/stat" 2>/dev/null || true; done | awk '{ s += $12 + $13 } END { print s + 0 }'; }
 hz=$(getconf CLK_TCK)
 # wrk's summary: requests/s and the p99 latency in milliseconds.
 measure() {
@@ -213,7 +214,8 @@ for r in $(seq "$rounds"); do
   read -r s_rps s_p99 < <(measure)
   t1=$(date +%s.%N); gw1=$(ticks $gw); tr1=$(ticks $tp)
   cpu=$(awk -v a=$gw0 -v b=$gw1 -v c=$tr0 -v d=$tr1 -v s=$t0 -v e=$t1 -v hz=$hz \
-    -v q=$q_cpu 'BEGIN { w = (e - s) * hz; printf "%s/%.0f/%.0f", q, 100 * (b - a) / w, 100 * (d - c) / w }')
+    -v q=$q_cpu 'BEGIN { w = (e - s) * hz; t = (d >= c ? sprintf("%.0f", 100 * (d - c) / w) : "n/a")
+            printf "%s/%.0f/%s", q, 100 * (b - a) / w, t }')
   wait $tp || true
   kill $sp 2>/dev/null || true; wait $sp 2>/dev/null || true
   read -r peak_rss peak_open < <(awk '$1 > m { m = $1; o = $2 } END { print m + 0, o + 0 }' "$tmp/samples")
