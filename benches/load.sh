@@ -4,36 +4,42 @@
 #   bash benches/load.sh                # throughput/latency matrix + 10,000-session RSS check
 #   bash benches/load.sh --soak         # ... plus a bounded 5-minute soak (RSS must stay flat)
 #   bash benches/load.sh --logins       # login throughput only: full code flows per second
+#   bash benches/load.sh --allocs       # heap allocations per request: bare pingora, public, auth
 #
 # What it does: builds the release binary and the helper (`bench-env`, benches/support/), then
 # starts on loopback, each as a child in a temporary directory:
 #   - nginx (Debian) serving a small body: the upstream;
 #   - a plain nginx reverse proxy in front of it (keepalive to the upstream, like the gateway);
+#   - a bare pingora proxy in front of it (`bare-proxy`, benches/support/bare_proxy.rs: the same
+#     vendored pingora crates and server settings as the gateway, only `upstream_peer`), the
+#     control that tells the gateway's own cost from pingora's;
 #   - the development OpenID provider (bench-env provider), in its own process;
 #   - the gateway itself (`oidc-gateway run` with a generated config) proxying to the nginx
 #     upstream: route /public (auth = "public") and route / (login required, the demo's
 #     identity headers).
 # It logs in once through the provider (curl, `login_hint` skips the login page), then measures
 # with wrk, interleaved in each round so that background noise hits every target alike:
-#   upstream | nginx proxy | gateway public | gateway authenticated (valid session cookie) |
-#   unauthenticated browser flood (every answer a 302 to the provider)
+#   upstream | nginx proxy | bare pingora | gateway public | gateway authenticated (valid
+#   session cookie) | unauthenticated browser flood (every answer a 302 to the provider)
 # at each connection count, and prints a markdown table (median of the rounds): requests/s,
-# p50, p99, ratios to the upstream and to the public route, and the gateway's peak RSS
-# (VmHWM). Then 100,000+ authenticated requests over 10,000 distinct session cookies (minted
+# p50, p99, ratios to the nginx proxy and to the bare pingora proxy, and the gateway's peak
+# RSS (VmHWM). Then 100,000+ authenticated requests over 10,000 distinct session cookies (minted
 # offline with the configured key by `bench-env mint`, from the real login's cookie) and the
 # RSS after them. Cookies are re-minted before each authenticated run, as a browser stores the
 # re-sealed cookie the gateway sends about once a minute.
 #
 # Options: --duration 10s  --rounds 3  --connections "64 256"  --threads 1 (wrk threads)
-#          --port 4480 (gateway; nginx +1/+2, provider +3, admin +10)  --sessions 10000
+#          --port 4480 (gateway; nginx +1/+2, provider +3, bare pingora +4, admin +10)  --sessions 10000
 #          --soak (5 minutes, --soak-seconds N)  --logins (--login-concurrency 16,
 #          --login-seconds 20)  --skip-matrix (memory phases only)
+#          --allocs (the gateway and the bare proxy built with a counting allocator,
+#          benches/support/alloc_report.rs; wrk -c 16 for 5 s per target)
 #          --out FILE (markdown; default $CARGO_TARGET_DIR/load-bench.md)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 duration=10s; rounds=3; connections="64 256"; threads=1; port=4480; sessions=10000
-soak=0; soak_seconds=300; logins=0; skip_matrix=0; login_conc=16; login_seconds=20
+soak=0; soak_seconds=300; logins=0; allocs=0; skip_matrix=0; login_conc=16; login_seconds=20
 target_dir=${CARGO_TARGET_DIR:-target}
 out="$target_dir/load-bench.md"
 while [ $# -gt 0 ]; do
@@ -47,6 +53,7 @@ while [ $# -gt 0 ]; do
     --soak) soak=1; shift ;;
     --soak-seconds) soak=1; soak_seconds=$2; shift 2 ;;
     --logins) logins=1; shift ;;
+    --allocs) allocs=1; shift ;;
     --skip-matrix) skip_matrix=1; shift ;;
     --login-concurrency) login_conc=$2; shift 2 ;;
     --login-seconds) login_seconds=$2; shift 2 ;;
@@ -68,13 +75,24 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 
 echo "== cargo build --release" >&2
-cargo build --release --quiet --bin oidc-gateway --example bench-env
+cargo build --release --quiet --bin oidc-gateway --example bench-env --example bare-proxy \
+  --example gateway-counted --example bare-proxy-counted
 bin="$target_dir/release/oidc-gateway"
 helper="$target_dir/release/examples/bench-env"
+bare_bin="$target_dir/release/examples/bare-proxy"
+if [ $allocs = 1 ]; then
+  bin="$target_dir/release/examples/gateway-counted"; bare_bin="$target_dir/release/examples/bare-proxy-counted"
+fi
 
-up_port=$((port + 1)); ngx_port=$((port + 2)); op_port=$((port + 3)); admin_port=$((port + 10))
+up_port=$((port + 1)); ngx_port=$((port + 2)); op_port=$((port + 3)); bare_port=$((port + 4))
+admin_port=$((port + 10))
 tmp=$(mktemp -d)
 pids=()
+# --allocs: the bare proxy and the gateway write "allocations bytes" to these every 100 ms.
+count_bare=(); count_gw=()
+if [ $allocs = 1 ]; then
+  count_bare=(env ALLOC_COUNT_FILE="$tmp/allocs.bare"); count_gw=(env ALLOC_COUNT_FILE="$tmp/allocs.gw")
+fi
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
@@ -115,6 +133,10 @@ nginx_conf "$tmp/ngx-proxy" auto "access_log $tmp/ngx-proxy/access.log;
 /usr/sbin/nginx -c "$tmp/ngx-up/nginx.conf" -e "$tmp/ngx-up/error.log" &
 pids+=($!)
 /usr/sbin/nginx -c "$tmp/ngx-proxy/nginx.conf" -e "$tmp/ngx-proxy/error.log" &
+pids+=($!)
+# The bare pingora proxy: as many threads as the gateway (its default, one per core).
+"${count_bare[@]}" "$bare_bin" --listen "127.0.0.1:$bare_port" --upstream "127.0.0.1:$up_port" --threads "$(nproc)" \
+  >"$tmp/bare.log" 2>&1 &
 pids+=($!)
 
 # --- development provider (own process) and the gateway under test ----------------------------
@@ -170,7 +192,7 @@ EOF
 "$bin" check --config "$tmp/gateway.toml" >/dev/null
 # Default log level: the access line per request is part of what is measured (nginx logs too).
 start_gateway() {
-  "$bin" run --config "$tmp/gateway.toml" 2>>"$tmp/gateway.log" &
+  "${count_gw[@]}" "$bin" run --config "$tmp/gateway.toml" 2>>"$tmp/gateway.log" &
   gw=$!
   pids+=($gw)
   for _ in $(seq 300); do
@@ -180,8 +202,8 @@ start_gateway() {
   curl -fs "http://127.0.0.1:$admin_port/readyz" >/dev/null || { echo "gateway not ready" >&2; tail "$tmp/gateway.log" >&2; exit 1; }
 }
 start_gateway
-for p in $up_port $ngx_port; do
-  curl -fs "http://127.0.0.1:$p/" >/dev/null || { echo "nginx on $p not answering" >&2; cat "$tmp"/ngx-*/error.log >&2; exit 1; }
+for p in $up_port $ngx_port $bare_port; do
+  curl -fs "http://127.0.0.1:$p/" >/dev/null || { echo "proxy on $p not answering" >&2; cat "$tmp"/ngx-*/error.log "$tmp/bare.log" >&2; exit 1; }
 done
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }   # utime + stime
@@ -257,6 +279,7 @@ run() {
   case $t in
     upstream) url="http://127.0.0.1:$up_port/" ;;
     nginx) url="http://127.0.0.1:$ngx_port/" ;;
+    bare) url="http://127.0.0.1:$bare_port/" ;;
     public) url="http://127.0.0.1:$port/public/x" ;;
     auth) mint 1 "$tmp/one"; url="http://127.0.0.1:$port/app"; h+=(-H "Cookie: $(cat "$tmp/one")") ;;
     redirect) url="http://127.0.0.1:$port/app"; h=(-H "Accept: text/html,application/xhtml+xml") ;;
@@ -264,17 +287,43 @@ run() {
   wrk -t "$threads" -c "$c" -d "$d" --latency -H "Host: localhost:$port" "${h[@]}" "$url" | parse_wrk
 }
 
-targets="upstream nginx public auth redirect"
+targets="upstream nginx bare public auth redirect"
 declare -A label=([upstream]="nginx upstream, direct" [nginx]="nginx reverse proxy"
+  [bare]="bare pingora proxy (same crates)"
   [public]="gateway, public route" [auth]="gateway, authenticated route"
   [redirect]="gateway, unauthenticated browser → 302")
 load_samples=()
 sample_load() { load_samples+=("$(cut -d' ' -f1 /proc/loadavg)"); }
 
+# --- allocations per request (--allocs) -----------------------------------------------------------
+if [ $allocs = 1 ]; then
+  counted() { sleep 0.3; cut -d' ' -f"$2" "$tmp/allocs.$1"; }   # after the writer's next tick
+  {
+    echo "### Heap allocations per request ($(date -u +%F), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?'))"
+    echo
+    echo "Counting allocator (stats_alloc over the system allocator) in the bare pingora proxy and the gateway;"
+    echo "wrk -c 16 for 5 s per target, after a 2 s warm-up; every allocation of the process divided"
+    echo "by the requests answered. Session cookie: $((cookie_bytes - 1)) bytes."
+    echo
+    echo "| target | requests | allocations per request | bytes allocated per request |"
+    echo "|---|---|---|---|"
+    for t in bare public auth; do
+      p=gw; [ $t = bare ] && p=bare
+      run "$t" 16 2s >/dev/null
+      a0=$(counted $p 1); b0=$(counted $p 2)
+      read -r _ _ _ n _ < <(run "$t" 16 5s)
+      a1=$(counted $p 1); b1=$(counted $p 2)
+      awk -v l="${label[$t]}" -v n="$n" -v a=$((a1 - a0)) -v b=$((b1 - b0)) \
+        'BEGIN { printf "| %s | %d | %.1f | %.0f |\n", l, n, a / n, b / n }'
+    done
+  } | tee "$out"
+  exit 0
+fi
+
 if [ $skip_matrix = 0 ]; then
 echo "== warm-up" >&2
 for t in $targets; do run "$t" 64 2s >/dev/null; done
-echo "== $rounds rounds × {${connections}} connections × 5 targets × $duration (wrk -t$threads)" >&2
+echo "== $rounds rounds × {${connections}} connections × 6 targets × $duration (wrk -t$threads)" >&2
 sample_load
 for r in $(seq "$rounds"); do
   for c in $connections; do
@@ -356,9 +405,9 @@ loads=$(printf '%s ' "${load_samples[@]}")
   echo "Median of $rounds interleaved rounds of $duration each. Session cookie: $((cookie_bytes - 1)) bytes (alice, CIS2-shaped claims, logout hint)."
   echo
   if [ $skip_matrix = 0 ]; then
-  echo "| target | conns | requests/s | p50 ms | p99 ms | × upstream | × public route | errors |"
-  echo "|---|---|---|---|---|---|---|---|"
-  awk -v targets="$targets" -v conns="$connections" \
+  echo "| target | conns | requests/s | p50 ms | p99 ms | × nginx proxy | × bare pingora | p99 × nginx proxy | errors |"
+  echo "|---|---|---|---|---|---|---|---|---|"
+  awk -v targets="$targets" -v conns="$connections" -v l_bare="${label[bare]}" \
       -v l_upstream="${label[upstream]}" -v l_nginx="${label[nginx]}" -v l_public="${label[public]}" \
       -v l_auth="${label[auth]}" -v l_redirect="${label[redirect]}" '
     function median(s,   a, n, i, j, t) {
@@ -371,13 +420,15 @@ loads=$(printf '%s ' "${load_samples[@]}")
       bad[k] += $8 }
     END {
       lab["upstream"] = l_upstream; lab["nginx"] = l_nginx; lab["public"] = l_public
-      lab["auth"] = l_auth; lab["redirect"] = l_redirect
+      lab["auth"] = l_auth; lab["redirect"] = l_redirect; lab["bare"] = l_bare
       nt = split(targets, T, " "); nc = split(conns, C, " ")
       for (ci = 1; ci <= nc; ci++) for (ti = 1; ti <= nt; ti++) {
         c = C[ci]; t = T[ti]; k = t SUBSEP c
-        r = median(rps[k]); up = median(rps["upstream" SUBSEP c]); pub = median(rps["public" SUBSEP c])
-        printf "| %s | %s | %.0f | %.2f | %.2f | %.2f | %s | %d |\n", lab[t], c, r, median(p50[k]), median(p99[k]),
-          r / up, (t == "upstream" || t == "nginx") ? "" : sprintf("%.2f", r / pub), bad[k]
+        r = median(rps[k]); ngx = median(rps["nginx" SUBSEP c]); bare = median(rps["bare" SUBSEP c])
+        np99 = median(p99["nginx" SUBSEP c])
+        printf "| %s | %s | %.0f | %.2f | %.2f | %.2f | %s | %s | %d |\n", lab[t], c, r, median(p50[k]), median(p99[k]),
+          r / ngx, (t == "upstream" || t == "nginx") ? "" : sprintf("%.2f", r / bare),
+          (t == "upstream" || t == "nginx") ? "" : sprintf("%.2f", median(p99[k]) / np99), bad[k]
       }
     }' "$tmp/results"
   echo
@@ -389,20 +440,30 @@ loads=$(printf '%s ' "${load_samples[@]}")
   [ -n "$soak_rows" ] && echo "$soak_rows"
   echo "| same process, peak RSS (VmHWM) at the end | $(awk -v k="$hwm_final" 'BEGIN {printf "%.1f MB", k / 1024}') |"
   echo
-  # Targets of issue 7, checked from the medians above (64 connections).
+  # Targets of issue 7 (64 connections) and issue 13 (64 and 256), from the medians above.
   [ $skip_matrix = 0 ] && awk -v conns="$connections" '
     function median(s,   a, n, i, j, t) {
       n = split(s, a, " ")
       for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] + 0 < a[i] + 0) { t = a[i]; a[i] = a[j]; a[j] = t }
       return (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
     }
-    $2 == 64 { rps[$3] = rps[$3] " " $4; p99[$3] = p99[$3] " " $6 }
+    function ok(c) { return c ? "met" : "MISSED" }
+    { rps[$3, $2] = rps[$3, $2] " " $4; p99[$3, $2] = p99[$3, $2] " " $6 }
     END {
-      a = median(rps["auth"]); p = median(rps["public"]); n = median(rps["nginx"]); rd = median(rps["redirect"])
-      ap = median(p99["auth"]); pp = median(p99["public"])
-      printf "Targets at 64 connections: authenticated/public %.2f (≥ 0.90: %s); authenticated/nginx proxy %.2f (≥ 0.90: %s); ", a / p, (a >= 0.9 * p) ? "met" : "MISSED", a / n, (a >= 0.9 * n) ? "met" : "MISSED"
-      printf "p99 authenticated − public %+.2f ms (≤ 1 ms: %s); redirects/public %.2f (≥ 0.80: %s).\n", ap - pp, (ap - pp <= 1) ? "met" : "MISSED", rd / p, (rd >= 0.8 * p) ? "met" : "MISSED"
+      if (("auth", 64) in rps) {
+        a = median(rps["auth", 64]); p = median(rps["public", 64]); n = median(rps["nginx", 64]); rd = median(rps["redirect", 64])
+        ap = median(p99["auth", 64]); pp = median(p99["public", 64])
+        printf "Issue 7, 64 connections: authenticated/public %.2f (≥ 0.90: %s); redirects/public %.2f (≥ 0.80: %s); p99 authenticated − public %+.2f ms (≤ 1 ms: %s).\n", a / p, ok(a >= 0.9 * p), rd / p, ok(rd >= 0.8 * p), ap - pp, ok(ap - pp <= 1)
+        printf "Issue 13, 64 connections: authenticated/nginx proxy %.2f (≥ 0.70: %s).\n", a / n, ok(a >= 0.7 * n)
+      }
+      nc = split(conns, C, " ")
+      for (i = 1; i <= nc; i++) {
+        c = C[i]; if (!(("bare", c) in rps)) continue
+        b = median(rps["bare", c]); a = median(rps["auth", c]); p = median(rps["public", c])
+        ap = median(p99["auth", c]); np = median(p99["nginx", c])
+        printf "Issue 13, %d connections: authenticated/bare pingora %.2f (≥ 0.90: %s); public/bare pingora %.2f (≥ 0.95: %s); p99 authenticated/nginx proxy %.2f (≤ 2: %s).\n", c, a / b, ok(a >= 0.9 * b), p / b, ok(p >= 0.95 * b), ap / np, ok(ap <= 2 * np)
+      }
     }' "$tmp/results"
-  awk -v h="$hwm_sessions" 'BEGIN { printf "Peak RSS after 100,000+ requests over the distinct sessions %.1f MB (< 64 MB: %s).\n", h / 1024, (h < 65536) ? "met" : "MISSED" }'
+  awk -v h="$hwm_sessions" -v r="$rss_sessions" 'BEGIN { printf "After 100,000+ requests over the distinct sessions: RSS %.1f MB (≤ 48 MB, issue 13: %s), peak %.1f MB (< 64 MB, issue 7: %s).\n", r / 1024, (r <= 49152) ? "met" : "MISSED", h / 1024, (h < 65536) ? "met" : "MISSED" }'
 } | tee "$out"
 echo "(written to $out)" >&2
