@@ -5,6 +5,8 @@
 #   bash benches/load.sh --soak         # ... plus a bounded 5-minute soak (RSS must stay flat)
 #   bash benches/load.sh --logins       # login throughput only: full code flows per second
 #   bash benches/load.sh --allocs       # heap allocations per request: bare pingora, public, auth
+#   bash benches/load.sh --perf DIR     # perf profiles (profiling build): bare pingora, public, auth
+#                                       # (with --logins: of the logins instead)
 #
 # What it does: builds the release binary and the helper (`bench-env`, benches/support/), then
 # starts on loopback, each as a child in a temporary directory:
@@ -34,12 +36,16 @@
 #          --login-seconds 20)  --skip-matrix (memory phases only)
 #          --allocs (the gateway and the bare proxy built with a counting allocator,
 #          benches/support/alloc_report.rs; wrk -c 16 for 5 s per target)
+#          --perf DIR (`cargo build --profile profiling`; perf record -g at 999 Hz on the
+#          proxy's process during wrk -c 64 for --duration per target; DIR gets perf.data and
+#          `perf report` tops per target)
 #          --out FILE (markdown; default $CARGO_TARGET_DIR/load-bench.md)
+#          --no-build (use the binaries already in $CARGO_TARGET_DIR, e.g. an older build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 duration=10s; rounds=3; connections="64 256"; threads=1; port=4480; sessions=10000
-soak=0; soak_seconds=300; logins=0; allocs=0; skip_matrix=0; login_conc=16; login_seconds=20
+soak=0; soak_seconds=300; logins=0; allocs=0; perf_dir=""; build=1 skip_matrix=0; login_conc=16; login_seconds=20
 target_dir=${CARGO_TARGET_DIR:-target}
 out="$target_dir/load-bench.md"
 while [ $# -gt 0 ]; do
@@ -54,6 +60,8 @@ while [ $# -gt 0 ]; do
     --soak-seconds) soak=1; soak_seconds=$2; shift 2 ;;
     --logins) logins=1; shift ;;
     --allocs) allocs=1; shift ;;
+    --no-build) build=0; shift ;;
+    --perf) perf_dir=$(realpath -m "$2"); shift 2 ;;
     --skip-matrix) skip_matrix=1; shift ;;
     --login-concurrency) login_conc=$2; shift 2 ;;
     --login-seconds) login_seconds=$2; shift 2 ;;
@@ -75,11 +83,17 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 
 echo "== cargo build --release" >&2
-cargo build --release --quiet --bin oidc-gateway --example bench-env --example bare-proxy \
+profile=release
+if [ -n "$perf_dir" ]; then
+  profile=profiling
+  command -v perf >/dev/null 2>&1 || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq linux-perf >/dev/null
+  mkdir -p "$perf_dir"
+fi
+[ $build = 0 ] || cargo build --profile $profile --quiet --bin oidc-gateway --example bench-env --example bare-proxy \
   --example gateway-counted --example bare-proxy-counted
-bin="$target_dir/release/oidc-gateway"
-helper="$target_dir/release/examples/bench-env"
-bare_bin="$target_dir/release/examples/bare-proxy"
+bin="$target_dir/$profile/oidc-gateway"
+helper="$target_dir/$profile/examples/bench-env"
+bare_bin="$target_dir/$profile/examples/bare-proxy"
 if [ $allocs = 1 ]; then
   bin="$target_dir/release/examples/gateway-counted"; bare_bin="$target_dir/release/examples/bare-proxy-counted"
 fi
@@ -133,10 +147,12 @@ nginx_conf "$tmp/ngx-proxy" auto "access_log $tmp/ngx-proxy/access.log;
 /usr/sbin/nginx -c "$tmp/ngx-up/nginx.conf" -e "$tmp/ngx-up/error.log" &
 pids+=($!)
 /usr/sbin/nginx -c "$tmp/ngx-proxy/nginx.conf" -e "$tmp/ngx-proxy/error.log" &
+ngx_pid=$!
 pids+=($!)
 # The bare pingora proxy: as many threads as the gateway (its default, one per core).
 "${count_bare[@]}" "$bare_bin" --listen "127.0.0.1:$bare_port" --upstream "127.0.0.1:$up_port" --threads "$(nproc)" \
   >"$tmp/bare.log" 2>&1 &
+bare_pid=$!
 pids+=($!)
 
 # --- development provider (own process) and the gateway under test ----------------------------
@@ -214,8 +230,17 @@ if [ $logins = 1 ]; then
   hz=$(getconf CLK_TCK)
   "$helper" logins --url "$public_url/app" --concurrency 4 --seconds 2 >/dev/null   # warm-up
   before=$(cpu_ticks $gw)
+  # With --perf DIR: a profile of the gateway during the measured logins (logins.perf.data).
+  if [ -n "$perf_dir" ]; then
+    perf record -q -F 999 -g -p "$gw" -o "$perf_dir/logins.perf.data" -- sleep "$login_seconds" 2>/dev/null &
+  fi
   read -r ok failed secs < <("$helper" logins --url "$public_url/app" --concurrency "$login_conc" --seconds "$login_seconds")
   after=$(cpu_ticks $gw)
+  if [ -n "$perf_dir" ]; then
+    wait
+    perf report -i "$perf_dir/logins.perf.data" --no-children --percent-limit 0.7 --stdio -g none \
+      --sort dso,symbol 2>/dev/null | grep -v '^#' | grep -v '^$' >"$perf_dir/logins.self.txt" || true
+  fi
   {
     echo "### Login throughput ($(date -u +%F), $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg))"
     echo
@@ -294,6 +319,44 @@ declare -A label=([upstream]="nginx upstream, direct" [nginx]="nginx reverse pro
   [redirect]="gateway, unauthenticated browser → 302")
 load_samples=()
 sample_load() { load_samples+=("$(cut -d' ' -f1 /proc/loadavg)"); }
+
+# --- profiles (--perf DIR) --------------------------------------------------------------------------
+if [ -n "$perf_dir" ]; then
+  command -v strace >/dev/null 2>&1 || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq strace >/dev/null
+  # System calls per request (strace -c on every thread; strace slows the proxy, the counts
+  # per request stay).
+  for t in nginx bare public auth; do
+    case $t in
+      nginx) ps=$(pgrep -P $ngx_pid | tr '\n' ' ') ;;
+      bare) ps=$bare_pid ;;
+      *) ps=$gw ;;
+    esac
+    ps_args=(); for p in $ps; do ps_args+=(-p "$p"); done
+    strace -c -f -o "$perf_dir/$t.syscalls.txt" "${ps_args[@]}" &
+    st=$!
+    sleep 0.5
+    read -r _ _ _ n _ < <(run "$t" 16 3s)
+    kill -INT $st; wait $st 2>/dev/null || true
+    echo "requests: $n" >>"$perf_dir/$t.syscalls.txt"
+    awk -v n="$n" -v t="$t" '$NF == "total" { printf "== %s: %.2f system calls per request\n", t, $(NF-2) / n }' \
+      "$perf_dir/$t.syscalls.txt" >&2
+  done
+  for t in bare public auth; do
+    p=$gw; [ $t = bare ] && p=$bare_pid
+    run "$t" 64 2s >/dev/null
+    perf record -q -F 999 -g -p "$p" -o "$perf_dir/$t.perf.data" -- sleep "${duration%s}" 2>/dev/null &
+    rec=$!
+    line=$(run "$t" 64 "$duration")
+    wait $rec || true
+    echo "== $t: $line (requests/s p50 p99 requests non2xx)" >&2
+    perf report -i "$perf_dir/$t.perf.data" --no-children --percent-limit 0.7 --stdio -g none \
+      --sort symbol 2>/dev/null | grep -v '^#' | grep -v '^$' >"$perf_dir/$t.self.txt" || true
+    perf report -i "$perf_dir/$t.perf.data" --children --percent-limit 3 --stdio -g none \
+      --sort symbol 2>/dev/null | grep -v '^#' | grep -v '^$' >"$perf_dir/$t.children.txt" || true
+  done
+  echo "(profiles in $perf_dir: TARGET.perf.data, TARGET.self.txt, TARGET.children.txt)" >&2
+  exit 0
+fi
 
 # --- allocations per request (--allocs) -----------------------------------------------------------
 if [ $allocs = 1 ]; then

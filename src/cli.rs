@@ -81,7 +81,9 @@ pub fn main(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Run { config } => {
             telemetry::init(cli.log_format);
-            run(&config)
+            let code = run(&config);
+            telemetry::flush();
+            code
         }
         Command::Check { config } => check(&config),
         Command::Keygen { jwk: false, .. } => {
@@ -96,7 +98,9 @@ pub fn main(cli: Cli) -> ExitCode {
         #[cfg(feature = "demo")]
         Command::Demo { port } => {
             telemetry::init(cli.log_format);
-            crate::demo::run(port)
+            let code = crate::demo::run(port);
+            telemetry::flush();
+            code
         }
         #[cfg(not(feature = "demo"))]
         Command::Demo { .. } => {

@@ -32,6 +32,7 @@ pub mod fuzzing;
 pub mod identity;
 mod jws;
 pub mod keygen;
+mod log_writer;
 pub mod metrics;
 pub mod oidc;
 pub mod paths;

@@ -211,7 +211,14 @@ impl ProxyHttp for Gateway {
         let route = ctx.route().map(|r| r.name.as_str()).unwrap_or(ctx.label);
         let elapsed = ctx.started.elapsed();
         let upstream = ctx.upstream.elapsed();
-        self.metrics.request_done(route, status, elapsed, upstream);
+        match ctx
+            .state
+            .as_ref()
+            .and_then(|s| s.request_metrics(ctx.route(), ctx.label))
+        {
+            Some(m) => m.request_done(status, elapsed, upstream),
+            None => self.metrics.request_done(route, status, elapsed, upstream),
+        }
         let req = session.req_header();
         tracing::info!(
             target: "access",

@@ -213,6 +213,7 @@ fn exit_on_sigint() -> std::io::Result<()> {
             tracing::info!(
                 "SIGINT: exiting now (requests in flight are dropped; SIGTERM drains them)"
             );
+            crate::telemetry::flush();
             std::process::exit(0);
         })?;
     Ok(())
@@ -248,6 +249,7 @@ impl BackgroundService for Drain {
             quiet = if in_flight.get() > 0 { 0 } else { quiet + 1 };
         }
         tracing::info!("drained: no request in flight; exiting");
+        crate::telemetry::flush();
         std::process::exit(0);
     }
 }

@@ -13,7 +13,7 @@ use crate::config::{Config, RouteConfig};
 use crate::config::{RevocationKind, SessionStoreKind};
 use crate::forwarded::IdentityHeaders;
 use crate::jws::KeyRing;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, RouteMetrics};
 use crate::oidc::client_auth::ClientAuthError;
 use crate::oidc::Provider;
 use crate::routing::RouteTable;
@@ -39,7 +39,14 @@ pub struct GatewayState {
     pub identity_headers: IdentityHeaders,
     /// One per route, by `RouteConfig::index`.
     upstreams: Vec<RouteUpstream>,
+    /// Request metrics: one per route, by `RouteConfig::index`, then the labels of requests
+    /// no route took (`NON_ROUTE_LABELS`).
+    request_metrics: Vec<RouteMetrics>,
 }
+
+/// The `route` labels of requests that no route took: gateway endpoints and refusals, no
+/// route matched, and none read at all.
+const NON_ROUTE_LABELS: [&str; 3] = ["gateway", "unmatched", "none"];
 
 /// A provider at request time: its OpenID client and what is derived from its routes.
 pub struct ProviderRuntime {
@@ -177,9 +184,17 @@ impl GatewayState {
                 kept_paths,
             })
             .collect();
+        let request_metrics = config
+            .routes
+            .iter()
+            .map(|r| r.name.as_str())
+            .chain(NON_ROUTE_LABELS)
+            .map(|label| metrics.for_route(label))
+            .collect();
         Ok(GatewayState {
             assertions,
             upstreams,
+            request_metrics,
             routes: RouteTable::new(config.routes.clone(), config.server.case_insensitive_paths),
             codec: Codec::new(config.session.keys.expose()),
             store,
@@ -187,6 +202,19 @@ impl GatewayState {
             identity_headers: IdentityHeaders::of(&config.routes),
             config,
         })
+    }
+
+    /// The request metrics of a route, or of a request no route took (by its label).
+    pub fn request_metrics(
+        &self,
+        route: Option<&RouteConfig>,
+        label: &str,
+    ) -> Option<&RouteMetrics> {
+        let index = match route {
+            Some(r) => r.index,
+            None => self.config.routes.len() + NON_ROUTE_LABELS.iter().position(|l| *l == label)?,
+        };
+        self.request_metrics.get(index)
     }
 
     /// The resolved upstream address of a route.

@@ -5,11 +5,16 @@
 //! TRACE pingora prints whole request headers (cookies) and the HTTP clients print token
 //! requests, and the contract is that no token, code, cookie or secret is logged at any level.
 
+use std::io::IsTerminal;
+
 use tracing::Level;
 use tracing_subscriber::filter::{filter_fn, EnvFilter};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::Layer;
+
+pub use crate::log_writer::flush;
+use crate::log_writer::BatchedStderr;
 
 /// The log line format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -35,14 +40,11 @@ pub fn allowed(target: &str, level: &Level) -> bool {
     *level <= Level::INFO || !CAPPED_AT_INFO.iter().any(|p| target.starts_with(p))
 }
 
-/// Keeps the log writer's worker alive for the life of the process.
-static WRITER_GUARD: std::sync::OnceLock<tracing_appender::non_blocking::WorkerGuard> =
-    std::sync::OnceLock::new();
-
 /// Installs the global subscriber (once; later calls are ignored).
 ///
-/// Lines go through a non-blocking writer: a slow stderr (journald under load) must not stall
-/// the proxy's worker threads, which write an access line per request.
+/// Lines go to stderr through `log_writer`, in batches: a slow stderr (journald under load)
+/// must not stall the proxy's worker threads, which write an access line per request. Colours
+/// only on a terminal: under systemd, escape codes would end up in the journal.
 pub fn init(format: LogFormat) {
     let env = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     // Both filters must pass, so the env filter's most verbose level is the most verbose level
@@ -56,15 +58,15 @@ pub fn init(format: LogFormat) {
         Some(level) => ceiling.with_max_level_hint(level),
         None => ceiling,
     };
-    // Buffered: the writer thread drains every queued line, then flushes once, so under load a
-    // burst of access lines costs one write(2) instead of one per line; when idle, each line
-    // is still flushed at once.
-    let stderr = std::io::BufWriter::with_capacity(64 * 1024, std::io::stderr());
-    let (writer, guard) = tracing_appender::non_blocking(stderr);
-    if WRITER_GUARD.set(guard).is_err() {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    let mut first = false;
+    INSTALLED.call_once(|| first = true);
+    if !first {
         return;
     }
-    let base = tracing_subscriber::fmt::layer().with_writer(writer);
+    let base = tracing_subscriber::fmt::layer()
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(BatchedStderr);
     let layer = match format {
         LogFormat::Text => base.with_filter(env).with_filter(ceiling).boxed(),
         LogFormat::Json => base

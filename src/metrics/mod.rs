@@ -3,12 +3,13 @@
 //! provider names, fixed event and endpoint names; never a raw path, user or token.
 
 use std::collections::HashMap;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use prometheus::core::{Collector, MetricVec, MetricVecBuilder};
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// The gateway's metrics.
@@ -297,7 +298,10 @@ impl Metrics {
     /// provider or route taken out of the config leaves the dashboard with it.
     pub fn settle(&self, providers: &[&str], routes: &[&str]) {
         let provider_kept = |p: &str| p == "unknown" || providers.contains(&p);
-        let route_kept = |r: &str| r == "gateway" || r == "unmatched" || routes.contains(&r);
+        // `none`: requests that ended before a route was read; like `gateway` and `unmatched`,
+        // a label of every configuration (and one a live state keeps its handles for).
+        let route_kept =
+            |r: &str| r == "gateway" || r == "unmatched" || r == "none" || routes.contains(&r);
         retain(&self.auth_events, "provider", &provider_kept);
         retain(&self.jwks_refresh, "provider", &provider_kept);
         retain(&self.provider_request_duration, "provider", &provider_kept);
@@ -356,7 +360,20 @@ impl Metrics {
             .inc();
     }
 
-    /// Counts a finished request and observes its durations.
+    /// The request metrics of one `route` label, to keep for the life of a state.
+    pub fn for_route(&self, route: &str) -> RouteMetrics {
+        RouteMetrics {
+            route: route.to_owned(),
+            requests: self.requests.clone(),
+            request_duration: self.request_duration.clone(),
+            upstream_duration: self.upstream_duration.clone(),
+            by_status: std::array::from_fn(|_| OnceLock::new()),
+            duration: OnceLock::new(),
+            upstream: OnceLock::new(),
+        }
+    }
+
+    /// Counts a finished request and observes its durations (`for_route` on the hot path).
     pub fn request_done(
         &self,
         route: &str,
@@ -364,17 +381,8 @@ impl Metrics {
         elapsed: Duration,
         upstream: Option<Duration>,
     ) {
-        self.requests
-            .with_label_values(&[route, status_label(status)])
-            .inc();
-        self.request_duration
-            .with_label_values(&[route])
-            .observe(elapsed.as_secs_f64());
-        if let Some(up) = upstream {
-            self.upstream_duration
-                .with_label_values(&[route])
-                .observe(up.as_secs_f64());
-        }
+        self.for_route(route)
+            .request_done(status, elapsed, upstream);
     }
 
     /// The Prometheus text exposition of every metric.
@@ -421,37 +429,71 @@ impl Drop for InFlight {
     }
 }
 
+/// Every `status` label: the common codes, then classes for the rare ones.
+const STATUS_LABELS: [&str; 28] = [
+    "200", "201", "202", "204", "206", "301", "302", "303", "304", "307", "308", "400", "401",
+    "403", "404", "405", "431", "500", "501", "502", "503", "504", "0", "1xx", "2xx", "3xx", "4xx",
+    "5xx",
+];
+
+/// Where a status code's label is in `STATUS_LABELS` (no allocation, no hashing).
+fn status_index(status: u16) -> usize {
+    const CODES: [u16; 23] = [
+        200, 201, 202, 204, 206, 301, 302, 303, 304, 307, 308, 400, 401, 403, 404, 405, 431, 500,
+        501, 502, 503, 504, 0,
+    ];
+    if let Some(i) = CODES.iter().position(|&c| c == status) {
+        return i;
+    }
+    CODES.len()
+        + match status {
+            s if s < 200 => 0,
+            s if s < 300 => 1,
+            s if s < 400 => 2,
+            s if s < 500 => 3,
+            _ => 4,
+        }
+}
+
 /// Status code as a metric label without allocating; rare codes fold into classes.
+#[cfg(test)]
 fn status_label(status: u16) -> &'static str {
-    match status {
-        200 => "200",
-        201 => "201",
-        202 => "202",
-        204 => "204",
-        206 => "206",
-        301 => "301",
-        302 => "302",
-        303 => "303",
-        304 => "304",
-        307 => "307",
-        308 => "308",
-        400 => "400",
-        401 => "401",
-        403 => "403",
-        404 => "404",
-        405 => "405",
-        431 => "431",
-        500 => "500",
-        501 => "501",
-        502 => "502",
-        503 => "503",
-        504 => "504",
-        0 => "0",
-        s if s < 200 => "1xx",
-        s if s < 300 => "2xx",
-        s if s < 400 => "3xx",
-        s if s < 500 => "4xx",
-        _ => "5xx",
+    STATUS_LABELS[status_index(status)]
+}
+
+/// One `route` label's request metrics, resolved once per configuration state instead of per
+/// request: `with_label_values` hashes the labels and takes the vector's lock on every call,
+/// three times per request (`benches/load.sh --perf`). Each series is made at its first use,
+/// so /metrics shows the same series as before.
+pub struct RouteMetrics {
+    route: String,
+    requests: IntCounterVec,
+    request_duration: HistogramVec,
+    upstream_duration: HistogramVec,
+    by_status: [OnceLock<IntCounter>; STATUS_LABELS.len()],
+    duration: OnceLock<Histogram>,
+    upstream: OnceLock<Histogram>,
+}
+
+impl RouteMetrics {
+    /// Counts a finished request and observes its durations.
+    pub fn request_done(&self, status: u16, elapsed: Duration, upstream: Option<Duration>) {
+        let i = status_index(status);
+        self.by_status[i]
+            .get_or_init(|| {
+                self.requests
+                    .with_label_values(&[self.route.as_str(), STATUS_LABELS[i]])
+            })
+            .inc();
+        let route = [self.route.as_str()];
+        self.duration
+            .get_or_init(|| self.request_duration.with_label_values(&route))
+            .observe(elapsed.as_secs_f64());
+        if let Some(up) = upstream {
+            self.upstream
+                .get_or_init(|| self.upstream_duration.with_label_values(&route))
+                .observe(up.as_secs_f64());
+        }
     }
 }
 

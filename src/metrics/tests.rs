@@ -68,3 +68,43 @@ fn in_flight_follows_guards_and_cookie_sizes_count_values_only() {
     assert_eq!(h.get_sample_count(), 1);
     assert_eq!(h.get_sample_sum(), 6.0);
 }
+
+#[test]
+fn status_labels_are_the_common_codes_and_classes_for_the_rest() {
+    for (status, label) in [
+        (200, "200"),
+        (302, "302"),
+        (504, "504"),
+        (0, "0"),
+        (101, "1xx"),
+        (299, "2xx"),
+        (399, "3xx"),
+        (418, "4xx"),
+        (599, "5xx"),
+        (999, "5xx"),
+    ] {
+        assert_eq!(super::status_label(status), label, "{status}");
+    }
+}
+
+#[test]
+fn a_route_handle_counts_into_the_same_series_as_the_labels() {
+    let m = Metrics::new();
+    let app = m.for_route("app");
+    app.request_done(
+        200,
+        Duration::from_millis(2),
+        Some(Duration::from_millis(1)),
+    );
+    app.request_done(200, Duration::from_millis(2), None);
+    m.request_done("app", 200, Duration::from_millis(1), None);
+    let text = String::from_utf8(m.render()).unwrap();
+    assert!(
+        text.contains(r#"oidc_gateway_requests_total{route="app",status="200"} 3"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"oidc_gateway_upstream_duration_seconds_count{route="app"} 1"#),
+        "{text}"
+    );
+}

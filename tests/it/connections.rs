@@ -174,6 +174,16 @@ request_header_timeout = "2s""#,
 async fn connections_beyond_max_connections_are_closed_at_once_and_counted() {
     let env = env_with("max_connections = 3").await;
     let gw = addr(&env);
+    // The harness's probe that the listener is open is a connection too: wait until the
+    // gateway has seen it close, so that the three below are the only ones.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while metric(&env.gateway.admin, "oidc_gateway_connections_open ").await != Some(0.0) {
+        assert!(
+            Instant::now() < deadline,
+            "the probe connection is still counted"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let mut held = Vec::new();
     for _ in 0..3 {
         let mut s = TcpStream::connect(&gw).await.unwrap();

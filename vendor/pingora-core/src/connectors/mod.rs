@@ -270,7 +270,7 @@ impl TransportConnector {
 
     /// Try to find a reusable connection to the given server [Peer]
     pub async fn reused_stream<P: Peer + Send + Sync>(&self, peer: &P) -> Option<Stream> {
-        match self.connection_pool.get(&peer.reuse_hash()) {
+        match self.connection_pool.get(&thread_pool_key(peer.reuse_hash())) {
             Some(s) => {
                 debug!("find reusable stream, trying to acquire it");
                 // oidc-gateway patch: waits for the idle poll to release the stream, then takes
@@ -282,7 +282,7 @@ impl TransportConnector {
                         // test_reusable_stream: we assume server would never actively send data
                         // first on an idle stream.
                         #[cfg(unix)]
-                        if peer.matches_fd(stream.id())
+                        if (cached_peer_matches(peer, &stream) || peer.matches_fd(stream.id()))
                             && test_reusable_stream(&mut stream, &self.unexpected_data_conn_count)
                         {
                             Some(stream)
@@ -342,7 +342,7 @@ impl TransportConnector {
             return;
         }
         let id = stream.id();
-        let meta = ConnectionMeta::new(key, id);
+        let meta = ConnectionMeta::new(thread_pool_key(key), id);
         debug!("Try to keepalive client session");
         let stream = Arc::new(Mutex::new(PooledStream(Some(stream))));
         let locked_stream = stream.clone().try_lock_owned().unwrap(); // safe as we just created it
@@ -350,7 +350,11 @@ impl TransportConnector {
         let idle_meta = IdleConnection::new(meta);
         let pool = self.connection_pool.clone(); //clone the arc
         let keepalive_pool_callback = self.keepalive_pool_callback.clone();
-        let rt = pingora_runtime::current_handle();
+        // oidc-gateway patch: the idle watch runs on this thread, where the connection's socket
+        // is registered and where the next user of this pool key runs (`thread_pool_key`);
+        // pingora's `current_handle()` picks a random runtime, whose wake-ups then cross
+        // threads when the connection is taken out again.
+        let rt = tokio::runtime::Handle::current();
         rt.spawn(async move {
             if pool
                 .idle_poll(
@@ -407,6 +411,46 @@ impl TransportConnector {
     pub fn unexpected_data_connection_counter(&self) -> Arc<AtomicU64> {
         self.unexpected_data_conn_count.clone()
     }
+}
+
+/// oidc-gateway patch: whether the stream's socket digest already says it is connected to
+/// `peer` (a direct TCP peer), so that reusing a pooled connection costs no `getpeername(2)`:
+/// the digest caches the address the first time it is read, and a connected TCP socket owned
+/// by the stream since its connect cannot change its peer. Anything else (a proxy, a Unix
+/// socket, no digest, a mismatch) falls back to pingora's check on the descriptor.
+#[cfg(unix)]
+fn cached_peer_matches<P: Peer>(peer: &P, stream: &Stream) -> bool {
+    use crate::protocols::l4::socket::SocketAddr;
+    if peer.get_proxy().is_some() {
+        return false;
+    }
+    let SocketAddr::Inet(want) = peer.address() else {
+        return false;
+    };
+    stream
+        .get_socket_digest()
+        .and_then(|d| d.peer_addr().cloned())
+        .is_some_and(|got| matches!(got, SocketAddr::Inet(got) if got == *want))
+}
+
+/// oidc-gateway patch: the pool key of a connection released or looked for on this thread.
+///
+/// A socket stays registered with the I/O driver of the runtime that opened it. With one
+/// runtime per thread (`work_stealing: false`), a pooled connection reused from another
+/// thread gets every readiness event through the opener's driver, which then wakes the user's
+/// thread: an eventfd write and an extra epoll wake-up per request, measured as 2.2 `write`
+/// calls per proxied request by `benches/load.sh --perf`. Mixing a per-thread value into the
+/// key keeps each connection on the thread that opened it, as nginx keeps its upstream
+/// keepalive connections per worker; with a work-stealing runtime a task may still move, which
+/// only costs that wake-up again.
+fn thread_pool_key(reuse_hash: u64) -> u64 {
+    static NEXT_THREAD: AtomicU64 = AtomicU64::new(1);
+    thread_local! {
+        // Odd multiples of the golden ratio: distinct per thread, spread over all 64 bits.
+        static THREAD_SALT: u64 =
+            NEXT_THREAD.fetch_add(2, Ordering::Relaxed).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+    THREAD_SALT.with(|salt| reuse_hash ^ salt)
 }
 
 // Perform the actual L4 and tls connection steps while respecting the peer's

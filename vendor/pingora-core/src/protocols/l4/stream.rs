@@ -625,6 +625,29 @@ impl Stream {
 
     /// Set the read and write buffer sizes
     /// It is only set later because of the malloc overhead in critical accept() path
+    /// oidc-gateway patch: moves a freshly accepted TCP socket's readiness registration to the
+    /// runtime this is called on.
+    ///
+    /// Pingora accepts on one runtime and runs each connection on a random one
+    /// (`current_handle()`), but a tokio socket stays registered with the I/O driver it was
+    /// created on. With one runtime per thread, every read and write readiness of a connection
+    /// served elsewhere then arrives through the accepting thread, which wakes the serving one
+    /// (an eventfd write and an epoll wake-up on both threads per request). Deregistering and
+    /// registering again here costs two `epoll_ctl` calls per connection. Only for a socket that
+    /// has not been read from or written to yet: nothing can be pending or buffered.
+    pub(crate) fn register_with_current_runtime(&mut self) -> io::Result<()> {
+        let Some(buffered) = self.stream.take() else {
+            return Ok(());
+        };
+        let mut wrapper = buffered.into_inner();
+        wrapper.stream = match wrapper.stream {
+            RawStream::Tcp(tcp) => RawStream::Tcp(TcpStream::from_std(tcp.into_std()?)?),
+            other => other,
+        };
+        self.stream = Some(BufferedStream::with_capacity(0, 0, wrapper));
+        Ok(())
+    }
+
     pub(crate) fn set_buffer(&mut self, buffer: L4BufferSettings) {
         use std::mem;
         // Since the buffers can't be resized in place,

@@ -174,7 +174,17 @@ impl BodyReader {
     }
 
     fn prepare_buf(&mut self, buf_to_rewind: &[u8]) {
-        let mut body_buf = BytesMut::with_capacity(self.body_buf_size.max(buf_to_rewind.len()));
+        self.prepare_buf_sized(buf_to_rewind, self.body_buf_size);
+    }
+
+    /// [`Self::prepare_buf`] with room for `capacity` bytes (at least the rewound ones).
+    ///
+    /// oidc-gateway: a body of known length gets a buffer no larger than that length, so a
+    /// small response (most proxied ones) no longer costs a fresh 64 KiB allocation per
+    /// request; a longer body's first read grows it to `body_buf_size` as before
+    /// (`prepare_buf_for_io`).
+    fn prepare_buf_sized(&mut self, buf_to_rewind: &[u8], capacity: usize) {
+        let mut body_buf = BytesMut::with_capacity(capacity.max(buf_to_rewind.len()));
         if !buf_to_rewind.is_empty() {
             self.rewind_buf_len = buf_to_rewind.len();
             // TODO: this is still 1 copy. Make it zero
@@ -246,7 +256,7 @@ impl BodyReader {
                 }
             }
             _ => {
-                self.prepare_buf(buf_to_rewind);
+                self.prepare_buf_sized(buf_to_rewind, cl.min(self.body_buf_size));
                 self.body_state = PS::Partial(0, cl);
             }
         }
