@@ -233,11 +233,12 @@ if [ $logins = 1 ]; then
   # With --perf DIR: a profile of the gateway during the measured logins (logins.perf.data).
   if [ -n "$perf_dir" ]; then
     perf record -q -F 999 -g -p "$gw" -o "$perf_dir/logins.perf.data" -- sleep "$login_seconds" 2>/dev/null &
+    rec=$!
   fi
   read -r ok failed secs < <("$helper" logins --url "$public_url/app" --concurrency "$login_conc" --seconds "$login_seconds")
   after=$(cpu_ticks $gw)
   if [ -n "$perf_dir" ]; then
-    wait
+    wait $rec || true
     perf report -i "$perf_dir/logins.perf.data" --no-children --percent-limit 0.7 --stdio -g none \
       --sort dso,symbol 2>/dev/null | grep -v '^#' | grep -v '^$' >"$perf_dir/logins.self.txt" || true
   fi

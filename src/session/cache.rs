@@ -16,9 +16,17 @@ use moka::sync::Cache;
 
 use super::Session;
 
-/// Entries kept at most; beyond this the least used are dropped (about 8 KB each for a CIS2
-/// session with its logout hint, so at most a few megabytes).
-const CAPACITY: u64 = 1024;
+/// Memory the entries may take, estimated; beyond it the least used are dropped. A CIS2
+/// session with its logout hint (3.5 KB sealed) costs about 14 KB cached: the sealed text, the
+/// opened claims and the hint (`benches/load.sh`, 10,000 sessions: 1,024 entries took 14 MB).
+/// So 8 MiB keeps about 600 such sessions, or a few thousand small ones, and the gateway's RSS
+/// over 10,000 distinct sessions stays under 48 MB (BENCHMARKS.md).
+const CAPACITY_BYTES: u64 = 8 << 20;
+
+/// The estimated memory of an entry: four times its sealed text (measured above).
+fn weight(sealed: &str) -> u32 {
+    u32::try_from(sealed.len().saturating_mul(4)).unwrap_or(u32::MAX)
+}
 
 /// An entry not used for this long is dropped (an idle browser's session is opened again).
 const IDLE: Duration = Duration::from_secs(60);
@@ -44,7 +52,8 @@ impl OpenedSessions {
     pub fn new() -> OpenedSessions {
         OpenedSessions {
             entries: Cache::builder()
-                .max_capacity(CAPACITY)
+                .max_capacity(CAPACITY_BYTES)
+                .weigher(|_, entry: &Arc<Entry>| weight(&entry.sealed))
                 .time_to_idle(IDLE)
                 .build(),
             // Random keys per process: nobody can aim cookies at one bucket.
@@ -89,6 +98,19 @@ mod tests {
             sid: None,
             id_token_expires: None,
         })
+    }
+
+    #[test]
+    fn the_cache_holds_about_its_byte_budget_of_cis2_sized_sessions() {
+        let cache = OpenedSessions::new();
+        let sealed = |i: usize| format!("v1.{i:06}{}", "a".repeat(3500));
+        for i in 0..3000 {
+            cache.insert(&sealed(i), session("alice"));
+        }
+        cache.entries.run_pending_tasks();
+        assert!(cache.entries.weighted_size() <= CAPACITY_BYTES);
+        let kept = cache.entries.entry_count();
+        assert!((500..=700).contains(&kept), "{kept} entries kept");
     }
 
     #[test]
