@@ -19,6 +19,8 @@ use tracing_subscriber::fmt::MakeWriter;
 
 /// Unwritten bytes one thread may hold before its lines are dropped.
 const THREAD_BUFFER_LIMIT: usize = 4 << 20;
+/// Capacity a drained buffer keeps at most (what 50 ms of access lines take under load).
+const SHRINK_ABOVE: usize = 256 << 10;
 /// How long an INFO line may wait to be written.
 const FLUSH_EVERY: Duration = Duration::from_millis(50);
 
@@ -99,6 +101,8 @@ impl Shared {
         let mut err = std::io::stderr().lock();
         for buffer in &buffers {
             spare.clear();
+            // A stall may have grown a buffer to megabytes; do not keep that for ever.
+            spare.shrink_to(SHRINK_ABOVE);
             std::mem::swap(
                 &mut *buffer.lines.lock().unwrap_or_else(PoisonError::into_inner),
                 spare,
@@ -124,6 +128,19 @@ pub fn flush() {
     if let Some(shared) = SHARED.get() {
         shared.write_out(&mut Vec::new());
     }
+}
+
+/// Writes the calling thread's waiting lines, now, and no other thread's: for an exit that
+/// must not wait for (or print) what the rest of the process is still logging.
+pub fn flush_current_thread() {
+    let Ok(lines) = MINE.try_with(|mine| {
+        std::mem::take(&mut *mine.lines.lock().unwrap_or_else(PoisonError::into_inner))
+    }) else {
+        return;
+    };
+    let mut err = std::io::stderr().lock();
+    let _ = err.write_all(&lines);
+    let _ = err.flush();
 }
 
 /// The `MakeWriter` of the log layer.

@@ -180,7 +180,11 @@ pub fn run(
     ));
     tracing::info!(listen = %server_cfg.listen, public_url = %server_cfg.public_origin, "oidc-gateway serving");
     drop(current);
-    server.run_forever()
+    // `run_forever` would exit inside pingora (after the grace period, or a SIGQUIT upgrade)
+    // before the log writer has written the last lines.
+    server.run(pingora::server::RunArgs::default());
+    crate::telemetry::flush();
+    std::process::exit(0)
 }
 
 /// The socket buffers of each client connection: no read buffer. Pingora's default 64 KiB read
@@ -213,7 +217,10 @@ fn exit_on_sigint() -> std::io::Result<()> {
             tracing::info!(
                 "SIGINT: exiting now (requests in flight are dropped; SIGTERM drains them)"
             );
-            crate::telemetry::flush();
+            // This notice, not what other threads log meanwhile: pingora's own SIGINT
+            // shutdown may already have its accept loops failing (above). Like the requests
+            // in flight, lines still batched elsewhere (at most 50 ms of them) are dropped.
+            crate::telemetry::flush_current_thread();
             std::process::exit(0);
         })?;
     Ok(())

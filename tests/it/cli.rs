@@ -246,11 +246,13 @@ async fn the_demo_serves_a_login_with_nhs_shaped_identity() {
     let base = format!("http://localhost:{port}");
     assert!(banner.contains(&format!("{base}/")), "{banner}");
     let admin = format!("http://127.0.0.1:{}/readyz", port + 10);
+    // Ready, and the proxy listener bound too: pingora starts each service on its own thread,
+    // so the admin listener may answer first.
     let ready = common::eventually(std::time::Duration::from_secs(15), async || {
-        reqwest::get(&admin)
-            .await
-            .map(|r| r.status() == 200)
-            .unwrap_or(false)
+        reqwest::get(&admin).await.is_ok_and(|r| r.status() == 200)
+            && tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
     })
     .await;
     assert!(ready);

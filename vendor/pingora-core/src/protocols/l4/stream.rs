@@ -634,7 +634,9 @@ impl Stream {
     /// served elsewhere then arrives through the accepting thread, which wakes the serving one
     /// (an eventfd write and an epoll wake-up on both threads per request). Deregistering and
     /// registering again here costs two `epoll_ctl` calls per connection. Only for a socket that
-    /// has not been read from or written to yet: nothing can be pending or buffered.
+    /// has not been read from or written to yet: nothing can be pending or buffered. If this
+    /// fails (an `epoll_ctl` error such as ENOSPC), the socket is closed and the stream holds
+    /// none any more; the caller drops it.
     pub(crate) fn register_with_current_runtime(&mut self) -> io::Result<()> {
         let Some(buffered) = self.stream.take() else {
             return Ok(());
@@ -829,8 +831,13 @@ impl Drop for Stream {
         if let Some(t) = self.tracer.as_ref() {
             t.0.on_disconnected();
         }
+        // oidc-gateway patch: no stream left after a failed `register_with_current_runtime`
+        // (the socket is already closed); nothing to check.
+        let Some(stream) = self.stream.as_ref() else {
+            return;
+        };
         /* use nodelay/local_addr function to detect socket status */
-        let ret = match &self.stream().get_ref().stream {
+        let ret = match &stream.get_ref().stream {
             RawStream::Tcp(s) => s.nodelay().err(),
             #[cfg(unix)]
             RawStream::Unix(s) => s.local_addr().err(),

@@ -180,9 +180,9 @@ impl BodyReader {
     /// [`Self::prepare_buf`] with room for `capacity` bytes (at least the rewound ones).
     ///
     /// oidc-gateway: a body of known length gets a buffer no larger than that length, so a
-    /// small response (most proxied ones) no longer costs a fresh 64 KiB allocation per
-    /// request; a longer body's first read grows it to `body_buf_size` as before
-    /// (`prepare_buf_for_io`).
+    /// small response that arrived with its head (most proxied ones) no longer costs a fresh
+    /// 64 KiB allocation per request. A body that needs another read grows the buffer to
+    /// `body_buf_size` there (`prepare_buf_for_io`), as before.
     fn prepare_buf_sized(&mut self, buf_to_rewind: &[u8], capacity: usize) {
         let mut body_buf = BytesMut::with_capacity(capacity.max(buf_to_rewind.len()));
         if !buf_to_rewind.is_empty() {
