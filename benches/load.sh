@@ -32,6 +32,8 @@
 #
 # Options: --duration 10s  --rounds 3  --connections "64 256"  --threads 1 (wrk threads)
 #          --port 4480 (gateway; nginx +1/+2, provider +3, bare pingora +4, admin +10)  --sessions 10000
+#          --idle 5000 (idle keep-alive connections held on the bare proxy and the gateway at the
+#          end, for the memory each holds; 0: skip)
 #          --soak (5 minutes, --soak-seconds N)  --logins (--login-concurrency 16,
 #          --login-seconds 20)  --skip-matrix (memory phases only)
 #          --allocs (the gateway and the bare proxy built with a counting allocator,
@@ -44,7 +46,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-duration=10s; rounds=3; connections="64 256"; threads=1; port=4480; sessions=10000
+duration=10s; rounds=3; connections="64 256"; threads=1; port=4480; sessions=10000; idle=5000
 soak=0; soak_seconds=300; logins=0; allocs=0; perf_dir=""; build=1 skip_matrix=0; login_conc=16; login_seconds=20
 target_dir=${CARGO_TARGET_DIR:-target}
 out="$target_dir/load-bench.md"
@@ -56,6 +58,7 @@ while [ $# -gt 0 ]; do
     --threads) threads=$2; shift 2 ;;
     --port) port=$2; shift 2 ;;
     --sessions) sessions=$2; shift 2 ;;
+    --idle) idle=$2; shift 2 ;;
     --soak) soak=1; shift ;;
     --soak-seconds) soak=1; soak_seconds=$2; shift 2 ;;
     --logins) logins=1; shift ;;
@@ -457,6 +460,30 @@ if [ $soak = 1 ]; then
 fi
 hwm_final=$(vm $gw VmHWM)
 
+# --- idle keep-alive connections: memory each holds ----------------------------------------------
+# idle_kb PID PORT PATH: RSS growth per connection while --idle connections, each after one
+# answered request, wait on the proxy (benches/support/idle_conns.py); prints "KB answered".
+idle_kb() {
+  local pid=$1 p=$2 path=$3 before after ipid
+  before=$(vm "$pid" VmRSS)
+  python3 benches/support/idle_conns.py "$p" "$idle" "$path" "localhost:$port" >"$tmp/idle.out" 2>&1 &
+  ipid=$!
+  for _ in $(seq 600); do grep -q '^ready' "$tmp/idle.out" && break; kill -0 $ipid 2>/dev/null || break; sleep 0.1; done
+  sleep 1
+  after=$(vm "$pid" VmRSS)
+  kill $ipid 2>/dev/null; wait $ipid 2>/dev/null || true
+  awk -v a="$after" -v b="$before" -v n="$idle" -v r="$(awk '/^ready/ {print $2}' "$tmp/idle.out")" \
+    'BEGIN { printf "%.1f %s\n", (a - b) / n, (r == "" ? 0 : r) }'
+}
+idle_rows=""
+if [ "$idle" -gt 0 ]; then
+  echo "== $idle idle keep-alive connections" >&2
+  read -r kb_bare ok_bare < <(idle_kb $bare_pid $bare_port /)
+  sleep 2
+  read -r kb_gw ok_gw < <(idle_kb $gw $port /public/x)
+  idle_rows="| RSS per idle keep-alive connection ($idle connections, each after one answered request; 200s: bare $ok_bare, gateway $ok_gw): bare pingora / gateway | $kb_bare KB / $kb_gw KB |"
+fi
+
 # --- report ---------------------------------------------------------------------------------------
 cpu_model=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
 loads=$(printf '%s ' "${load_samples[@]}")
@@ -503,6 +530,7 @@ loads=$(printf '%s ' "${load_samples[@]}")
   echo "| fresh process, $total requests over $sessions distinct sessions at 64 connections ($bad not 200): RSS / peak | $(awk -v a="$rss_sessions" -v b="$hwm_sessions" 'BEGIN {printf "%.1f MB / %.1f MB", a / 1024, b / 1024}') |"
   [ -n "$soak_rows" ] && echo "$soak_rows"
   echo "| same process, peak RSS (VmHWM) at the end | $(awk -v k="$hwm_final" 'BEGIN {printf "%.1f MB", k / 1024}') |"
+  [ -n "$idle_rows" ] && echo "$idle_rows"
   echo
   # Targets of issue 7 (64 connections) and issue 13 (64 and 256), from the medians above.
   [ $skip_matrix = 0 ] && awk -v conns="$connections" '

@@ -8,8 +8,10 @@
 
 use std::net::IpAddr;
 
+use http::HeaderName;
+
 use pingora::http::RequestHeader;
-use pingora::Result;
+use pingora::{ErrorType::InvalidHTTPHeader, OrErr, Result};
 
 use crate::config::{RouteConfig, ServerConfig, SessionConfig};
 use crate::request::cookie_headers;
@@ -285,20 +287,32 @@ pub fn set_forwarding_headers(
     for name in doomed {
         upstream.remove_header(&name);
     }
+    // Parsed names (`insert_header` parses and copies a name on every call).
+    static FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+    static REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+    static PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+    static HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+    static URI: HeaderName = HeaderName::from_static("x-forwarded-uri");
     if let Some(ip) = seen.peer {
-        upstream.insert_header("X-Forwarded-For", ip.to_string())?;
-        upstream.insert_header("X-Real-IP", ip.to_string())?;
+        let ip = http::HeaderValue::try_from(ip.to_string())
+            .or_err(InvalidHTTPHeader, "peer address")?;
+        upstream.insert_header_case(&FOR, "X-Forwarded-For", ip.clone())?;
+        upstream.insert_header_case(&REAL_IP, "X-Real-IP", ip)?;
     }
     let proto = if server.tls.is_some() {
         "https"
     } else {
         "http"
     };
-    upstream.insert_header("X-Forwarded-Proto", proto)?;
+    upstream.insert_header_case(
+        &PROTO,
+        "X-Forwarded-Proto",
+        http::HeaderValue::from_static(proto),
+    )?;
     if let Some(host) = seen.host {
-        upstream.insert_header("X-Forwarded-Host", host.clone())?;
+        upstream.insert_header_case(&HOST, "X-Forwarded-Host", host.clone())?;
     }
-    upstream.insert_header("X-Forwarded-Uri", seen.uri)?;
+    upstream.insert_header_case(&URI, "X-Forwarded-Uri", seen.uri)?;
     Ok(())
 }
 

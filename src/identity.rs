@@ -64,6 +64,7 @@ mod tests {
         HeaderRule {
             name: HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()).unwrap(),
             display: name.to_owned(),
+            spelling: bytes::Bytes::copy_from_slice(name.as_bytes()),
             paths: paths.iter().map(|p| ClaimPath::parse(p).unwrap()).collect(),
         }
     }

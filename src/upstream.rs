@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use pingora::http::RequestHeader;
 use pingora::upstreams::peer::HttpPeer;
-use pingora::{Error, ErrorType, Result};
+use pingora::{Error, ErrorType, ErrorType::InvalidHTTPHeader, OrErr, Result};
 
 use crate::access::Identity;
 use crate::config::RouteConfig;
@@ -66,7 +66,10 @@ pub fn request(
     }
     if let Some(who) = out.identity {
         for (rule, value) in identity::headers(&route.headers, who.claims()) {
-            upstream.insert_header(rule.display.clone(), value.as_slice())?;
+            // Parsed names and the rendered bytes as they are: no copy of either per header.
+            let value = http::HeaderValue::from_maybe_shared(bytes::Bytes::from(value))
+                .or_err(InvalidHTTPHeader, "identity header value")?;
+            upstream.insert_header_case(&rule.name, rule.spelling.clone(), value)?;
         }
     }
     if let Some(assertion) = out.assertion {

@@ -246,6 +246,8 @@ pub struct HeaderRule {
     pub name: HeaderName,
     /// As configured (`X-Auth-Sub`): legacy apps sometimes compare header names by case.
     pub display: String,
+    /// `display` as shared bytes: the upstream request takes it without a copy per request.
+    pub spelling: bytes::Bytes,
     pub paths: Vec<ClaimPath>,
 }
 

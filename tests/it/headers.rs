@@ -226,3 +226,122 @@ async fn a_down_upstream_gets_a_502_page() {
     assert_eq!(r.status, StatusCode::BAD_GATEWAY);
     assert!(r.body.contains("Application unavailable"), "{}", r.body);
 }
+
+/// An upstream that keeps every request head it reads, as bytes, and answers with header
+/// names in several spellings.
+async fn spelling_upstream() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind(common::any_loopback())
+        .await
+        .unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let heads = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let kept = heads.clone();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let kept = kept.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 8192];
+                loop {
+                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head: Vec<u8> = buf.drain(..end + 4).collect();
+                        kept.lock()
+                            .unwrap()
+                            .push(String::from_utf8_lossy(&head).into_owned());
+                        let answer = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nx-lower-resp: a\r\n\
+                            ETag: \"1\"\r\nX-MiXed-Resp: b\r\nContent-Type: text/plain\r\n\r\nok";
+                        if conn.write_all(answer.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                    match conn.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+            });
+        }
+    });
+    (addr, heads)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn header_names_keep_their_spelling_both_ways() {
+    let (upstream, heads) = spelling_upstream().await;
+    let env = Env::with(Options {
+        routes: format!(
+            r#"
+[[route]]
+name = "spelled"
+path = "/"
+upstream = "http://{upstream}"
+[route.headers]
+X-Auth-Sub = "sub"
+x-lower-name = "name"
+X-Auth-EMAIL = "email"
+"#
+        ),
+        ..Default::default()
+    })
+    .await;
+    let mut b = Browser::new();
+    b.login(&env.url("/first"), "alice").await;
+    let gateway = env.gateway.base.trim_start_matches("http://").to_owned();
+    let cookie = b.cookie_header();
+    let r = common::raw::get(
+        &gateway,
+        "/second",
+        &[
+            ("Cookie", &cookie),
+            ("X-Custom-Thing", "1"),
+            ("x-lower-thing", "2"),
+            ("Sec-CH-UA", "3"),
+            ("X-MiXeD", "4"),
+            ("x-mixed", "5"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let head = heads.lock().unwrap().last().cloned().unwrap();
+    assert!(head.starts_with("GET /second HTTP/1.1\r\n"), "{head}");
+    for line in [
+        "X-Custom-Thing: 1",
+        "x-lower-thing: 2",
+        "Sec-CH-UA: 3",
+        "X-MiXeD: 4",
+        "x-mixed: 5",
+        "X-Forwarded-For: 127.0.0.1",
+        "X-Real-IP: 127.0.0.1",
+        "X-Forwarded-Proto: http",
+        "X-Forwarded-Uri: /second",
+    ] {
+        assert!(
+            head.contains(&format!("\r\n{line}\r\n")),
+            "{line:?} not in {head}"
+        );
+    }
+    for name in [
+        "X-Auth-Sub: ",
+        "x-lower-name: ",
+        "X-Auth-EMAIL: ",
+        "X-Forwarded-Host: ",
+    ] {
+        assert!(
+            head.contains(&format!("\r\n{name}")),
+            "{name:?} not in {head}"
+        );
+    }
+    for line in [
+        "x-lower-resp: a",
+        "ETag: \"1\"",
+        "X-MiXed-Resp: b",
+        "Content-Type: text/plain",
+    ] {
+        assert!(
+            r.head.contains(&format!("\r\n{line}\r\n")),
+            "{line:?} not in {}",
+            r.head
+        );
+    }
+}

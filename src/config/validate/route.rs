@@ -128,6 +128,7 @@ impl Validator<'_> {
                     headers.push(HeaderRule {
                         name: HeaderName::from_static(name),
                         display: display_name(name),
+                        spelling: display_name(name).into(),
                         paths: paths
                             .iter()
                             .filter_map(|p| ClaimPath::parse(p).ok())
@@ -277,6 +278,7 @@ impl Validator<'_> {
         Some(HeaderRule {
             name: header,
             display: name.to_owned(),
+            spelling: bytes::Bytes::copy_from_slice(name.as_bytes()),
             paths: parsed,
         })
     }
