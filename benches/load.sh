@@ -85,6 +85,9 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 
+# Every connection is a descriptor in the proxies (started below) and in the clients: the idle
+# phase holds --idle connections at once.
+ulimit -n $((idle + 4096)) 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 echo "== cargo build --release" >&2
 profile=release
 if [ -n "$perf_dir" ]; then
@@ -321,6 +324,21 @@ declare -A label=([upstream]="nginx upstream, direct" [nginx]="nginx reverse pro
   [bare]="bare pingora proxy (same crates)"
   [public]="gateway, public route" [auth]="gateway, authenticated route"
   [redirect]="gateway, unauthenticated browser → 302")
+# ticks PID...: user + system CPU of these processes so far, in clock ticks.
+ticks() {
+  local t=0 p v
+  for p in "$@"; do v=$(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null) || v=0; t=$((t + ${v:-0})); done
+  echo $t
+}
+# The processes that serve a target (nginx: the master and its workers).
+serving() {
+  case $1 in
+    nginx) echo "$ngx_pid $(pgrep -P "$ngx_pid" | tr '\n' ' ')" ;;
+    bare) echo "$bare_pid" ;;
+    public | auth | redirect) echo "$gw" ;;
+  esac
+}
+hz=$(getconf CLK_TCK)
 load_samples=()
 sample_load() { load_samples+=("$(cut -d' ' -f1 /proc/loadavg)"); }
 
@@ -395,9 +413,13 @@ sample_load
 for r in $(seq "$rounds"); do
   for c in $connections; do
     for t in $targets; do
+      procs=$(serving "$t"); t0=$(ticks $procs)
       line=$(run "$t" "$c" "$duration")
-      echo "$r $c $t $line" >>"$tmp/results"
-      echo "   round $r, $c conns, $t: $line" >&2
+      # The proxy's CPU per answered request: what it costs, whatever the machine's noise.
+      cpu=$(awk -v d=$(($(ticks $procs) - t0)) -v hz="$hz" -v n="$(echo "$line" | cut -d' ' -f4)" -v p="$procs" \
+        'BEGIN { if (p != "" && n > 0) printf "%.1f", d / hz * 1e6 / n; else printf "-" }')
+      echo "$r $c $t $line $cpu" >>"$tmp/results"
+      echo "   round $r, $c conns, $t: $line cpu_us=$cpu" >&2
     done
     sample_load
   done
@@ -494,10 +516,11 @@ loads=$(printf '%s ' "${load_samples[@]}")
   echo "gateway $(git rev-parse --short HEAD 2>/dev/null || echo '?') with its default $(nproc) worker threads;"
   echo "1-minute load average during the run (sampled): $loads."
   echo "Median of $rounds interleaved rounds of $duration each. Session cookie: $((cookie_bytes - 1)) bytes (alice, CIS2-shaped claims, logout hint)."
+  echo "Proxy CPU µs/request: user + system CPU of the proxy's processes (nginx: its master and workers) during the run, divided by the requests answered."
   echo
   if [ $skip_matrix = 0 ]; then
-  echo "| target | conns | requests/s | p50 ms | p99 ms | × nginx proxy | × bare pingora | p99 × nginx proxy | errors |"
-  echo "|---|---|---|---|---|---|---|---|---|"
+  echo "| target | conns | requests/s | p50 ms | p99 ms | × nginx proxy | × bare pingora | p99 × nginx proxy | errors | proxy CPU µs/request |"
+  echo "|---|---|---|---|---|---|---|---|---|---|"
   awk -v targets="$targets" -v conns="$connections" -v l_bare="${label[bare]}" \
       -v l_upstream="${label[upstream]}" -v l_nginx="${label[nginx]}" -v l_public="${label[public]}" \
       -v l_auth="${label[auth]}" -v l_redirect="${label[redirect]}" '
@@ -508,7 +531,8 @@ loads=$(printf '%s ' "${load_samples[@]}")
     }
     { k = $3 SUBSEP $2; rps[k] = rps[k] " " $4; p50[k] = p50[k] " " $5; p99[k] = p99[k] " " $6
       # errors: answers with a status of 400 or more (what wrk counts as "Non-2xx or 3xx")
-      bad[k] += $8 }
+      bad[k] += $8
+      if ($9 != "" && $9 != "-") cpu[k] = cpu[k] " " $9 }
     END {
       lab["upstream"] = l_upstream; lab["nginx"] = l_nginx; lab["public"] = l_public
       lab["auth"] = l_auth; lab["redirect"] = l_redirect; lab["bare"] = l_bare
@@ -517,9 +541,10 @@ loads=$(printf '%s ' "${load_samples[@]}")
         c = C[ci]; t = T[ti]; k = t SUBSEP c
         r = median(rps[k]); ngx = median(rps["nginx" SUBSEP c]); bare = median(rps["bare" SUBSEP c])
         np99 = median(p99["nginx" SUBSEP c])
-        printf "| %s | %s | %.0f | %.2f | %.2f | %.2f | %s | %s | %d |\n", lab[t], c, r, median(p50[k]), median(p99[k]),
+        printf "| %s | %s | %.0f | %.2f | %.2f | %.2f | %s | %s | %d | %s |\n", lab[t], c, r, median(p50[k]), median(p99[k]),
           r / ngx, (t == "upstream" || t == "nginx") ? "" : sprintf("%.2f", r / bare),
-          (t == "upstream" || t == "nginx") ? "" : sprintf("%.2f", median(p99[k]) / np99), bad[k]
+          (t == "upstream" || t == "nginx") ? "" : sprintf("%.2f", median(p99[k]) / np99), bad[k],
+          (k in cpu) ? sprintf("%.1f", median(cpu[k])) : ""
       }
     }' "$tmp/results"
   echo

@@ -38,8 +38,10 @@ def read_response(s):
 def main():
     port, n, path = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
     host = sys.argv[4] if len(sys.argv) > 4 else f"localhost:{port}"
-    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, n + 64), hard))
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = n + 64 if hard == resource.RLIM_INFINITY else min(hard, n + 64)
+    if want > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
     req = f"GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: application/json\r\n\r\n".encode()
     conns, ok = [], 0
     for _ in range(n):

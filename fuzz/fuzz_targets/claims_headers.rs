@@ -77,11 +77,13 @@ fuzz_target!(|data: &[u8]| {
         HeaderRule {
             name: HeaderName::from_static("x-auth-fuzz"),
             display: "X-Auth-Fuzz".into(),
+            spelling: "X-Auth-Fuzz".into(),
             paths: paths.clone(),
         },
         HeaderRule {
             name: HeaderName::from_static("x-auth-sub"),
             display: "X-Auth-Sub".into(),
+            spelling: "X-Auth-Sub".into(),
             paths: ClaimPath::parse("sub").into_iter().collect(),
         },
     ];

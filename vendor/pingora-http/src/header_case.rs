@@ -24,6 +24,14 @@ pub(crate) type CaseMap = HMap<CaseHeaderName>;
 /// searched for every header written, and a client choosing the spelling of a hundred headers
 /// must not make that quadratic.
 const LISTED_MAX: usize = 16;
+/// Longer names spelled otherwise are kept in the full case map too: a listed name is compared
+/// (and, after a removal, hashed) per header, so its length must be bounded as well.
+const LISTED_NAME_MAX: usize = 64;
+
+/// Whether one more name spelled `case` may go in the list.
+fn fits(list: &[(HeaderName, CaseHeaderName)], case: &CaseHeaderName) -> bool {
+    list.len() < LISTED_MAX && case.as_slice().len() <= LISTED_NAME_MAX
+}
 
 #[derive(Debug, Clone)]
 pub(crate) enum HeaderCase {
@@ -81,7 +89,8 @@ fn listed<'a>(
 
 /// The released case map of `values`, whose names are spelled as `list` says or in Title-Case.
 fn full_map(list: &[(HeaderName, CaseHeaderName)], values: &HMap) -> Result<CaseMap> {
-    let mut map = CaseMap::with_capacity(values.len() + 1);
+    let mut map = CaseMap::try_with_capacity(values.len() + 1)
+        .or_err(InvalidHTTPHeader, "header name map size overflows MAX_SIZE")?;
     for (n, _) in values.iter() {
         let spelling = listed(list, n).cloned().unwrap_or_else(|| title_case(n));
         map.try_append(n.clone(), spelling)
@@ -123,7 +132,7 @@ impl HeaderCase {
             // Values already under `name` are Title-Case.
             None => titled || !values.contains_key(name),
         };
-        if one_spelling && (titled || list.len() < LISTED_MAX || listed(list, name).is_some()) {
+        if one_spelling && (titled || listed(list, name).is_some() || fits(list, &case)) {
             if !titled && listed(list, name).is_none() {
                 list.push((name.clone(), case));
             }
@@ -151,7 +160,7 @@ impl HeaderCase {
             HeaderCase::Titled(list) => {
                 list.retain(|(n, _)| n != name);
                 if !is_title_case(case.as_slice()) {
-                    if list.len() < LISTED_MAX {
+                    if fits(list, &case) {
                         list.push((name.clone(), case));
                     } else {
                         let mut map = full_map(list, values)?;
@@ -325,6 +334,13 @@ mod tests {
             resp.append_header(format!("x-h{i}"), "v").unwrap();
         }
         assert!(matches!(&resp.header_case, HeaderCase::Map(_)));
+        let long = "x-".repeat(LISTED_NAME_MAX / 2) + "a";
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        req.append_header(long.clone(), "v").unwrap();
+        assert!(matches!(&req.header_case, HeaderCase::Map(_)));
+        let mut buf = vec![];
+        req.header_to_h1_wire(&mut buf);
+        assert_eq!(buf, format!("{long}: v\r\n").into_bytes());
         let mut buf = vec![];
         resp.header_to_h1_wire(&mut buf);
         let expected: String = (0..=LISTED_MAX).map(|i| format!("x-h{i}: v\r\n")).collect();
@@ -332,6 +348,8 @@ mod tests {
     }
 
     const SPELLINGS: &[&str] = &[
+        "x-a-header-name-that-is-longer-than-the-limit-on-listed-names-of-64",
+        "X-A-Header-Name-That-Is-Longer-Than-The-Limit-On-Listed-Names-Of-64",
         "Host",
         "host",
         "HOST",
