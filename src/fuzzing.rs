@@ -6,10 +6,9 @@
 use std::sync::Arc;
 
 use jsonwebtoken::{Algorithm, Validation};
-use openidconnect::core::CoreJsonWebKeySet;
 
 use crate::claims::Claims;
-use crate::oidc::Provider;
+use crate::oidc::{Provider, ProviderJwks};
 
 pub use crate::backchannel::{claimed_issuer, logout_token, BackchannelError, LogoutRequest};
 pub use crate::forwarded::{
@@ -28,7 +27,7 @@ pub fn repeated_param(query: Option<&str>, names: &[&'static str]) -> Option<&'s
 /// A JWKS converted as `KeyRing` converts it, then `token` checked against it as `KeyRing`
 /// checks a token (key by `kid`, or every key of the algorithm's family).
 pub fn jws_check(
-    jwks: Arc<CoreJsonWebKeySet>,
+    jwks: Arc<ProviderJwks>,
     kid: Option<&str>,
     token: &str,
     validation: &Validation,

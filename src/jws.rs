@@ -7,11 +7,10 @@ use std::sync::Arc;
 use arc_swap::ArcSwapOption;
 use jsonwebtoken::jwk::{AlgorithmParameters, Jwk};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use openidconnect::core::CoreJsonWebKeySet;
 use serde_json::Value;
 
 use crate::claims::Claims;
-use crate::oidc::Provider;
+use crate::oidc::{Provider, ProviderJwks};
 
 /// Why a token's signature or registered claims were not accepted.
 #[derive(Debug)]
@@ -35,7 +34,7 @@ pub struct KeyRing {
 }
 
 pub(crate) struct DecodedKeys {
-    source: Arc<CoreJsonWebKeySet>,
+    source: Arc<ProviderJwks>,
     /// (kid, key, family): keys without a kid are tried when the token names none.
     keys: Vec<(Option<String>, DecodingKey, jsonwebtoken::AlgorithmFamily)>,
 }
@@ -74,7 +73,7 @@ impl KeyRing {
         }
     }
 
-    fn decoded(&self, source: Arc<CoreJsonWebKeySet>) -> Arc<DecodedKeys> {
+    fn decoded(&self, source: Arc<ProviderJwks>) -> Arc<DecodedKeys> {
         if let Some(cur) = self.keys.load_full() {
             if Arc::ptr_eq(&cur.source, &source) {
                 return cur;
@@ -88,7 +87,8 @@ impl KeyRing {
 
 /// Converts openidconnect's JWKS into jsonwebtoken keys. Keys jsonwebtoken cannot read and
 /// symmetric (`oct`) keys are skipped: a public JWKS must never make HS* forgeable.
-pub(crate) fn decode_keys(source: Arc<CoreJsonWebKeySet>) -> DecodedKeys {
+pub(crate) fn decode_keys(source: Arc<ProviderJwks>) -> DecodedKeys {
+    crate::ring_rsa::install();
     let mut keys = Vec::new();
     for k in source.keys() {
         let Ok(jwk) = serde_json::to_value(k).and_then(serde_json::from_value::<Jwk>) else {

@@ -41,6 +41,7 @@ pub mod refresh;
 mod reload;
 mod request;
 mod respond;
+mod ring_rsa;
 pub mod routing;
 mod server;
 pub mod session;

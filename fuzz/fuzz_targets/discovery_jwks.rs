@@ -18,8 +18,9 @@ use libfuzzer_sys::fuzz_target;
 use oidc_gateway::fuzzing::jws_check;
 use oidc_gateway::oidc::discovery::parse;
 use oidc_gateway::oidc::verify::{verify_id_token, Expectations};
+use oidc_gateway::oidc::ProviderJwks;
 use oidc_gateway_fuzz::{FIXTURE, NOW};
-use openidconnect::core::{CoreJsonWebKeySet, CoreJwsSigningAlgorithm};
+use openidconnect::core::CoreJwsSigningAlgorithm;
 use serde_json::json;
 
 /// An ES256 ID token from the fixture key, an HS256 one whose secret is the `oct` key of the
@@ -78,7 +79,7 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 
-    let Ok(set) = serde_json::from_slice::<CoreJsonWebKeySet>(data) else {
+    let Ok(set) = serde_json::from_slice::<ProviderJwks>(data) else {
         return;
     };
     if set.keys().is_empty() {

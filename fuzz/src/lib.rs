@@ -6,12 +6,11 @@ use std::path::Path;
 use std::sync::{Arc, LazyLock};
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use openidconnect::core::CoreJsonWebKeySet;
 use serde_json::{json, Value};
 
 use oidc_gateway::config::{parse_str, Config, ProviderConfig};
 use oidc_gateway::metrics::Metrics;
-use oidc_gateway::oidc::Provider;
+use oidc_gateway::oidc::{Provider, ProviderJwks};
 use oidc_gateway::routing::RouteTable;
 use oidc_gateway::session::Codec;
 
@@ -102,7 +101,7 @@ pub struct Fixture {
     /// The same routes, matched ignoring case.
     pub routes_folded: RouteTable,
     /// Public keys of [`Fixture::es256`] and of the RSA fixture key, as a provider serves them.
-    pub jwks: Arc<CoreJsonWebKeySet>,
+    pub jwks: Arc<ProviderJwks>,
     pub jwks_json: Value,
     es256: EncodingKey,
     es256_kid: String,

@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use moka::future::Cache;
-use openidconnect::core::CoreJsonWebKeySet;
 
 use super::http::{CallError, Endpoint, ProviderHttp};
+use super::ProviderJwks;
 use crate::metrics::Metrics;
 
 /// Why keys could not be loaded.
@@ -25,7 +25,7 @@ pub enum JwksError {
 
 /// One provider's key cache.
 pub struct JwksCache {
-    cache: Cache<(), Arc<CoreJsonWebKeySet>>,
+    cache: Cache<(), Arc<ProviderJwks>>,
     started: Instant,
     /// Milliseconds since `started` of the last unknown-kid refetch (0: never).
     last_refetch_ms: AtomicU64,
@@ -61,7 +61,7 @@ impl JwksCache {
         &self,
         http: &ProviderHttp,
         uri: &str,
-    ) -> Result<Arc<CoreJsonWebKeySet>, JwksError> {
+    ) -> Result<Arc<ProviderJwks>, JwksError> {
         self.cache
             .try_get_with((), self.fetch(http, uri))
             .await
@@ -76,12 +76,12 @@ impl JwksCache {
     }
 
     /// The cached keys, if any (no fetch).
-    pub async fn current(&self) -> Option<Arc<CoreJsonWebKeySet>> {
+    pub async fn current(&self) -> Option<Arc<ProviderJwks>> {
         self.cache.get(&()).await
     }
 
     /// Puts keys fetched elsewhere in (a reload's successor takes its predecessor's over).
-    pub async fn put(&self, keys: Arc<CoreJsonWebKeySet>) {
+    pub async fn put(&self, keys: Arc<ProviderJwks>) {
         self.cache.insert((), keys).await;
     }
 
@@ -98,7 +98,7 @@ impl JwksCache {
         &self,
         http: &ProviderHttp,
         uri: &str,
-    ) -> Option<Result<Arc<CoreJsonWebKeySet>, JwksError>> {
+    ) -> Option<Result<Arc<ProviderJwks>, JwksError>> {
         let waited_from = self.elapsed_ms();
         let _one_at_a_time = self.refetching.lock().await;
         let now = self.elapsed_ms();
@@ -130,13 +130,9 @@ impl JwksCache {
             .max(1)
     }
 
-    async fn fetch(
-        &self,
-        http: &ProviderHttp,
-        uri: &str,
-    ) -> Result<Arc<CoreJsonWebKeySet>, JwksError> {
+    async fn fetch(&self, http: &ProviderHttp, uri: &str) -> Result<Arc<ProviderJwks>, JwksError> {
         let result = match http.get(Endpoint::Jwks, uri, None).await {
-            Ok(body) => serde_json::from_slice::<CoreJsonWebKeySet>(&body)
+            Ok(body) => serde_json::from_slice::<ProviderJwks>(&body)
                 .map_err(|e| JwksError::Invalid(e.to_string()))
                 .and_then(|set| {
                     if set.keys().is_empty() {

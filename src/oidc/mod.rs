@@ -9,15 +9,16 @@ mod error;
 pub mod flow;
 pub mod http;
 pub mod jwks;
+mod provider_jwk;
 pub mod verify;
 
 pub use error::{LoginError, LoginFailure};
+pub use provider_jwk::{ProviderJwk, ProviderJwks};
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
-use openidconnect::core::CoreJsonWebKeySet;
 
 use crate::config::ProviderConfig;
 use crate::metrics::Metrics;
@@ -58,6 +59,8 @@ impl LoadError {
 impl Provider {
     /// Prepares a provider (nothing is fetched yet).
     pub fn new(cfg: Arc<ProviderConfig>, metrics: Metrics) -> Result<Provider, ClientAuthError> {
+        // Before this provider's first client assertion or token check fixes jsonwebtoken's.
+        crate::ring_rsa::install();
         let http = ProviderHttp::new(
             &cfg.name,
             cfg.timeout,
@@ -238,14 +241,14 @@ impl Provider {
     }
 
     /// The cached signing keys, for validating access tokens (loads them if the cache expired).
-    pub async fn keys(&self) -> Result<Arc<CoreJsonWebKeySet>, JwksError> {
+    pub async fn keys(&self) -> Result<Arc<ProviderJwks>, JwksError> {
         let d = self.discovered().ok_or_else(not_loaded)?;
         self.jwks.get(&self.http, d.jwks_uri.as_str()).await
     }
 
     /// After a token signed with an unknown `kid`: one refetch at most every
     /// `jwks_min_refetch_interval`; `None` when rate-limited.
-    pub async fn refetch_keys(&self) -> Option<Result<Arc<CoreJsonWebKeySet>, JwksError>> {
+    pub async fn refetch_keys(&self) -> Option<Result<Arc<ProviderJwks>, JwksError>> {
         let d = self.discovered()?;
         self.jwks.refetch(&self.http, d.jwks_uri.as_str()).await
     }

@@ -7,17 +7,16 @@ use std::str::FromStr;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chrono::{DateTime, Utc};
-use openidconnect::core::{
-    CoreIdToken, CoreIdTokenVerifier, CoreJsonWebKeySet, CoreJwsSigningAlgorithm,
-};
+use openidconnect::core::{CoreIdToken, CoreJwsSigningAlgorithm};
 use openidconnect::{
-    AccessToken, AccessTokenHash, ClaimsVerificationError, ClientId, ClientSecret, IssuerUrl,
-    Nonce, SignatureVerificationError,
+    AccessToken, AccessTokenHash, ClaimsVerificationError, ClientId, ClientSecret, IdTokenVerifier,
+    IssuerUrl, Nonce, SignatureVerificationError,
 };
 use serde_json::Value;
 
 use crate::claims::Claims;
 use crate::config::{ClientAuth, ProviderConfig};
+use crate::oidc::ProviderJwks;
 
 /// Why an ID token was refused.
 #[derive(Debug, thiserror::Error)]
@@ -42,7 +41,7 @@ pub struct Expectations<'a> {
 /// Validates an ID token and returns its claims exactly as the provider sent them.
 pub fn verify_id_token(
     raw: &str,
-    keys: &CoreJsonWebKeySet,
+    keys: &ProviderJwks,
     expect: &Expectations<'_>,
 ) -> Result<Claims, IdTokenError> {
     let cfg = expect.provider;
@@ -54,7 +53,7 @@ pub fn verify_id_token(
     let verifier = match &cfg.client_auth {
         // HS* algorithms use the client secret as key; only allowed when configured explicitly.
         ClientAuth::SecretBasic(s) | ClientAuth::SecretPost(s) => {
-            CoreIdTokenVerifier::new_confidential_client(
+            IdTokenVerifier::new_confidential_client(
                 client_id,
                 ClientSecret::new(s.expose().clone()),
                 issuer,
@@ -62,7 +61,7 @@ pub fn verify_id_token(
             )
         }
         ClientAuth::PrivateKeyJwt(_) => {
-            CoreIdTokenVerifier::new_public_client(client_id, issuer, keys.clone())
+            IdTokenVerifier::new_public_client(client_id, issuer, keys.clone())
         }
     };
     let skew = chrono::Duration::from_std(expect.provider.clock_skew).unwrap_or_default();

@@ -178,6 +178,20 @@ async fn invalid_tokens_get_401_invalid_token_and_never_a_login_redirect() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_signed_with_a_published_1024_bit_rsa_key_is_refused() {
+    let env = start().await;
+    let p = env.provider();
+    let good = p.mint_access_token("alice", AUDIENCE, 300).unwrap();
+    assert_eq!(api(&env, "/api/x", &good, &[]).await.status, StatusCode::OK);
+    p.controls.rotate_to_weak_signing_key();
+    let weak = p.mint_access_token("alice", AUDIENCE, 300).unwrap();
+    // The new kid makes the gateway refetch the JWKS, find the key, and still refuse it.
+    let r = api(&env, "/api/x", &weak, &[]).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
+    assert_eq!(r.json()["error"], "invalid_token");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_from_another_issuer_is_refused() {
     let env = start().await;
     let other = devprovider::DevProvider::start(devprovider::DevProviderOptions {

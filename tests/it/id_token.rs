@@ -81,6 +81,19 @@ async fn a_rotated_provider_key_is_picked_up_by_one_refetch() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_id_token_signed_with_a_published_1024_bit_rsa_key_is_refused() {
+    let env = Env::start().await;
+    env.provider().controls.rotate_to_weak_signing_key();
+    let mut b = Browser::new();
+    let first = b.get(&env.url("/app")).await;
+    let r = b.through_provider(&first, "alice").await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
+    assert!(r.body.contains("Sign-in failed"));
+    assert!(b.session_cookie_names().is_empty());
+    assert!(env.gateway.logs().contains("bad signature"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_provider_error_response_fails_the_login_without_echoing_provider_text() {
     let env = Env::start().await;
     let r = login_with(&env, Misbehaviour::TokenError).await;

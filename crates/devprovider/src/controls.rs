@@ -147,7 +147,17 @@ impl Controls {
     /// Replaces the signing key with a new RS256 key (new kid); the JWKS then serves only the
     /// new key. Generates an RSA key synchronously (~0.1–1 s).
     pub fn rotate_signing_key(&self) {
-        let new_key = match SigningKey::generate() {
+        self.replace_signing_key(SigningKey::generate());
+    }
+
+    /// Like [`Controls::rotate_signing_key`], to a published 1024-bit RSA key: ID tokens and
+    /// access tokens are then signed with a key the gateway must not trust.
+    pub fn rotate_to_weak_signing_key(&self) {
+        self.replace_signing_key(SigningKey::generate_weak());
+    }
+
+    fn replace_signing_key(&self, key: Result<SigningKey, jwk::KeyError>) {
+        let new_key = match key {
             Ok(k) => Arc::new(k),
             Err(e) => {
                 tracing::error!(error = %e, "dev provider: signing key rotation failed");

@@ -38,6 +38,33 @@ impl SigningKey {
         })
     }
 
+    /// A 1024-bit RSA key, published like any other: a provider whose key is too weak to trust
+    /// (the gateway refuses RSA keys under 2048 bits, as `jwk::generate` never makes them).
+    pub fn generate_weak() -> Result<SigningKey, KeyError> {
+        use rsa::pkcs1::EncodeRsaPrivateKey;
+        use rsa::traits::PublicKeyParts;
+        let key = rsa::RsaPrivateKey::new(&mut OsRng, 1024).map_err(KeyError::RsaGenerate)?;
+        let der = key
+            .to_pkcs1_der()
+            .map_err(|e| KeyError::Encode(e.to_string()))?;
+        let (n, e) = (key.n().to_bytes_be(), key.e().to_bytes_be());
+        let mut public_jwk = serde_json::json!({
+            "kty": "RSA",
+            "n": URL_SAFE_NO_PAD.encode(&n),
+            "e": URL_SAFE_NO_PAD.encode(&e),
+            "alg": "RS256",
+            "use": "sig",
+        });
+        let kid = jwk::thumbprint(&public_jwk)?;
+        public_jwk["kid"] = Value::String(kid.clone());
+        Ok(SigningKey {
+            kid,
+            public_jwk,
+            encoding: EncodingKey::from_rsa_der(der.as_bytes()),
+            decoding: DecodingKey::from_rsa_raw_components(&n, &e),
+        })
+    }
+
     /// Signs `claims` as an RS256 JWT with this key's kid.
     pub fn sign(&self, claims: &Value) -> Result<String, jsonwebtoken::errors::Error> {
         let mut header = Header::new(Algorithm::RS256);
