@@ -196,8 +196,9 @@ pub fn retain_for<'a>(full: &Claims, paths: impl IntoIterator<Item = &'a ClaimPa
             }
         }
     }
-    // Always keep the subject: logs, UserInfo and back-channel logout need it.
-    keys.insert("sub");
+    // Always keep the subject (logs, UserInfo and back-channel logout need it) and how and when
+    // the user authenticated (`/oauth2/session`, step-up).
+    keys.extend(["sub", "acr", "auth_time"]);
     for key in keys {
         if key.starts_with('$') {
             continue;

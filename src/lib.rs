@@ -23,6 +23,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 mod connections;
+mod cors;
 #[cfg(feature = "demo")]
 mod demo;
 mod endpoints;

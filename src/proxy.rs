@@ -23,6 +23,7 @@ use pingora::{Error, ErrorType, Result};
 use crate::access::{Access, Admitted, Ask, Denial, Identity};
 use crate::config::{AuthMode, RouteConfig};
 use crate::connections;
+use crate::cors;
 use crate::endpoints;
 use crate::forwarded;
 use crate::metrics::{InFlight, Metrics};
@@ -173,12 +174,15 @@ impl ProxyHttp for Gateway {
 
     async fn response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         if let Some(state) = &ctx.state {
             forwarded::drop_gateway_set_cookies(&state.config.session, resp)?;
+            if ctx.route().is_some_and(|r| r.cors) {
+                cors::response_headers(&state.config.server, session.req_header(), resp)?;
+            }
         }
         if !ctx.set_cookies.is_empty() {
             forwarded::keep_private(resp)?;
@@ -274,6 +278,9 @@ impl Gateway {
         let route = target.route.clone();
         let canonical_uri = target.canonical_uri.clone();
         ctx.target = Some(target);
+        if route.cors && cors::is_preflight(session.req_header()) {
+            return Some(cors::preflight(&state.config.server, session.req_header()));
+        }
         if route.auth == AuthMode::Public {
             return None;
         }

@@ -56,7 +56,10 @@ impl Reply {
         for (name, value) in self.headers {
             resp.append_header(name.into_owned(), value.as_slice())?;
         }
-        resp.insert_header("content-length", self.body.len().to_string())?;
+        // A 204 has no body and must not say how long it is (RFC 9110 §8.6).
+        if self.status != 204 {
+            resp.insert_header("content-length", self.body.len().to_string())?;
+        }
         let head_only = session.req_header().method == http::Method::HEAD;
         let empty = self.body.is_empty() || head_only;
         session.write_response_header(Box::new(resp), empty).await?;
@@ -65,6 +68,22 @@ impl Reply {
         }
         Ok(())
     }
+}
+
+/// 204 without a body (a CORS preflight's answer; its headers are added by the caller).
+pub fn no_content() -> Reply {
+    Reply {
+        status: 204,
+        headers: Vec::new(),
+        body: Bytes::new(),
+    }
+}
+
+/// 403 for a CORS preflight the gateway will not allow, without any CORS header (so the
+/// browser refuses the request it was asking about).
+pub fn cors_refused(reason: &str) -> Reply {
+    let body = serde_json::json!({"error": "cors_refused", "error_description": reason});
+    Reply::new(403, "application/json", body.to_string())
 }
 
 /// 302 to `location`.

@@ -280,6 +280,9 @@ pub struct RouteConfig {
     pub bearer: bool,
     /// Send `X-Auth-Assertion`, a short-lived JWT the gateway signs, to the upstream.
     pub assertion: bool,
+    /// CORS for `server.cors_origins` is the gateway's: it answers preflights and sets the
+    /// `Access-Control-Allow-*` headers of responses (see `cors.rs`).
+    pub cors: bool,
 }
 
 impl Config {

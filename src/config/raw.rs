@@ -317,6 +317,9 @@ pub struct RawRoute {
     pub bearer: Option<bool>,
     /// Send X-Auth-Assertion, a short-lived JWT signed with server.assertion_key_file.
     pub assertion: Option<bool>,
+    /// The gateway answers CORS preflights (OPTIONS) from server.cors_origins and sets the CORS
+    /// headers of this route's responses itself. Default: false.
+    pub cors: Option<bool>,
 }
 
 /// A claim path or a list of them; a required value or a list of them.

@@ -64,18 +64,9 @@ pub fn route_denied(
     let on_login = OnLogin::Redirect {
         start: &start,
         login_url: &login,
-        cors: cors_origin(state, ask.headers),
+        cors: crate::cors::allowed_origin(&state.config.server, ask.headers),
     };
     denied(denial, ask.browser, on_login)
-}
-
-/// The request's `Origin` when it may read a 401 (the gateway's own origin or a configured
-/// CORS origin).
-fn cors_origin<'a>(state: &GatewayState, headers: &'a http::HeaderMap) -> Option<&'a str> {
-    let origin = headers.get("origin").and_then(|o| o.to_str().ok())?;
-    let server = &state.config.server;
-    (origin == server.public_origin || server.cors_origins.iter().any(|c| c == origin))
-        .then_some(origin)
 }
 
 /// Starts a login at provider `provider`: a login-state cookie and a 302 to the provider, or

@@ -1,9 +1,10 @@
 //! The gateway's own endpoints, served before routing: the login callback, sign-in, logout,
-//! UserInfo, forward-auth and back-channel logout; and `start_login`, which the proxy also uses.
+//! UserInfo, the session status, forward-auth and back-channel logout; and `start_login`, which the proxy also uses.
 
 mod forward_auth;
 pub(crate) mod login;
 mod logout;
+mod session_status;
 mod userinfo;
 
 pub use login::{login_url, route_denied};
@@ -23,6 +24,8 @@ pub enum Endpoint {
     SignIn,
     Logout,
     Userinfo,
+    /// `/oauth2/session`: the session's times and assurance, for single-page apps.
+    SessionStatus,
     Auth,
     BackchannelLogout,
     /// `/oauth2/jwks.json`: the keys that sign identity assertions.
@@ -38,6 +41,7 @@ pub fn match_endpoint(state: &GatewayState, path: &str) -> Option<Endpoint> {
         "/oauth2/sign_in" => Endpoint::SignIn,
         "/oauth2/logout" => Endpoint::Logout,
         "/oauth2/userinfo" => Endpoint::Userinfo,
+        "/oauth2/session" => Endpoint::SessionStatus,
         "/oauth2/auth" => Endpoint::Auth,
         "/oauth2/backchannel_logout" => Endpoint::BackchannelLogout,
         "/oauth2/jwks.json" => Endpoint::Jwks,
@@ -71,6 +75,7 @@ pub async fn handle(
         Endpoint::SignIn => login::sign_in(state, metrics, session),
         Endpoint::Logout => logout::logout(state, access, session).await,
         Endpoint::Userinfo => userinfo::userinfo(state, access, session).await,
+        Endpoint::SessionStatus => session_status::session_status(state, access, session).await,
         Endpoint::Auth => forward_auth::forward_auth(state, access, session).await,
         Endpoint::BackchannelLogout => logout::backchannel_logout(state, metrics, session).await,
         Endpoint::Jwks => respond::jwks(

@@ -186,6 +186,15 @@ path = "/bye"
 upstream = "{echo}"
 auth = "public"
 
+# Called from pages on the echo upstream's origin (server.cors_origins), as a single-page app.
+[[route]]
+name = "spa-api"
+path = "/spa-api"
+upstream = "{echo}"
+cors = true
+[route.headers]
+X-Auth-Sub = "sub"
+
 [[route]]
 name = "ra"
 path = "/ra"
@@ -267,6 +276,7 @@ impl OpEnv {
 listen = "127.0.0.1:{port}"
 public_url = "{public}"
 threads = 2
+cors_origins = ["{echo_origin}"]
 
 [admin]
 listen = "127.0.0.1:{admin}"
@@ -287,6 +297,7 @@ timeout = "5s"
             session_extra = opts.session_extra,
             issuer = op.issuer,
             routes = OP_ROUTES.replace("{echo}", &echo.base_url()),
+            echo_origin = echo.base_url(),
         );
         let gateway = spawn_gateway(dir.path(), &config, port, admin, true);
         OpEnv {

@@ -3,8 +3,17 @@
 
 use crate::common;
 
-use common::{query_param, Browser, Env};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use common::{query_param, Browser, Env, Options};
 use reqwest::StatusCode;
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_browser_without_session_is_sent_to_the_provider_with_state_nonce_and_pkce() {
@@ -383,6 +392,79 @@ async fn userinfo_shows_the_session_claims() {
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.json()["sub"], "910000000001");
     assert_eq!(r.json()["org"]["code"], "Q14");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_session_endpoint_tells_an_app_when_its_session_ends_and_never_a_token() {
+    let env = Env::with(Options {
+        session_extra: "idle_timeout = \"10m\"\nmax_lifetime = \"2h\"".into(),
+        ..Default::default()
+    })
+    .await;
+    let mut b = Browser::new();
+    let r = b.get(&env.url("/oauth2/session")).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json(), serde_json::json!({"authenticated": false}));
+    assert_eq!(r.header("cache-control").as_deref(), Some("no-store"));
+    let before = unix_now();
+    b.login(&env.url("/"), "alice").await;
+    let after = unix_now();
+    let r = b.get(&env.url("/oauth2/session")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.header("cache-control").as_deref(), Some("no-store"));
+    let s = r.json();
+    assert_eq!(s["authenticated"], true);
+    assert_eq!(s["sub"], "910000000001");
+    assert_eq!(s["provider"], "dev");
+    assert_eq!(s["acr"], "AAL3_ANY");
+    assert_eq!(s["refresh_token"], true);
+    let within = |v: &serde_json::Value, lo: u64, hi: u64| {
+        v.as_u64().is_some_and(|t| (lo..=hi).contains(&t))
+    };
+    assert!(within(&s["auth_time"], before - 1, after), "{s}");
+    assert!(
+        within(&s["expires_at"], before + 7200 - 1, after + 7200),
+        "{s}"
+    );
+    assert!(
+        within(&s["idle_expires_at"], before + 600 - 1, after + 600),
+        "{s}"
+    );
+    // Times and flags only: no token, no cookie value, and asking is not activity.
+    assert!(!r.body.contains("eyJ"), "{}", r.body);
+    assert!(r.set_cookies().is_empty());
+    assert_eq!(
+        b.get(&env.url("/oauth2/logout")).await.status,
+        StatusCode::FOUND
+    );
+    let r = b.get(&env.url("/oauth2/session")).await;
+    assert_eq!(r.json(), serde_json::json!({"authenticated": false}));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn polling_the_session_endpoint_does_not_keep_an_idle_session_alive() {
+    let env = Env::with(Options {
+        session_extra: "idle_timeout = \"2s\"".into(),
+        ..Default::default()
+    })
+    .await;
+    let mut b = Browser::new();
+    b.login(&env.url("/"), "alice").await;
+    let deadline = std::time::Instant::now() + Duration::from_millis(3500);
+    let mut seen = Vec::new();
+    while std::time::Instant::now() < deadline {
+        let r = b.get(&env.url("/oauth2/session")).await;
+        assert_eq!(r.status, StatusCode::OK);
+        seen.push(r.json()["authenticated"] == true);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(seen[0], "signed in at first");
+    assert!(
+        !seen[seen.len() - 1],
+        "still signed in after 3.5 s of polling: {seen:?}"
+    );
+    // The page itself asks for a login again.
+    assert_eq!(b.get(&env.url("/")).await.status, StatusCode::FOUND);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,6 +10,7 @@ mod bearer;
 mod canonical_property;
 mod cli;
 mod connections;
+mod cors;
 mod forward_auth;
 mod hardening;
 mod headers;

@@ -54,6 +54,22 @@ async fn client_secret_basic_login_forwards_cis2_claims_from_userinfo() {
     // The Registration Authority route admits her (B0008).
     let r = b.get(&env.url("/ra")).await;
     assert_eq!(r.status, StatusCode::OK);
+    // What a single-page app learns about the session: oidc-provider's acr and auth_time.
+    let s = b.get(&env.url("/oauth2/session")).await.json();
+    assert_eq!(s["authenticated"], true, "{s}");
+    assert_eq!(s["sub"], "910000000001");
+    assert_eq!(s["acr"], "AAL3_ANY");
+    assert_eq!(s["refresh_token"], true);
+    // oidc-provider puts auth_time in ID tokens only when asked (max_age): null, not absent.
+    assert!(s["auth_time"].is_null(), "{s}");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(
+        s["idle_expires_at"].as_u64().unwrap_or_default() > now,
+        "{s}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -226,13 +242,16 @@ async fn a_real_browser_logs_in_reloads_and_logs_out() {
     // default), so this also proves browsers keep Secure cookies from http://127.0.0.1.
     let env = env_with(OpClient::Basic).await;
     let app = env.url("/app/page?from=browser");
+    // A page on another origin (the echo upstream's, in server.cors_origins) calls the gateway.
+    let other_origin = env.echo.base_url();
     let out = tokio::task::spawn_blocking({
         let app = app.clone();
         let base = env.gateway.base.clone();
+        let other_origin = other_origin.clone();
         move || {
             Command::new("node")
                 .arg(op_dir().join("browser.js"))
-                .args([&app, &base, "big"])
+                .args([&app, &base, "big", &other_origin])
                 .env("CHROMIUM", &chromium)
                 .current_dir(op_dir())
                 .output()
@@ -287,6 +306,13 @@ async fn a_real_browser_logs_in_reloads_and_logs_out() {
         !cookies.keys().any(|k| k.contains("_login_")),
         "{cookies:?}"
     );
+    // From a page on the listed origin, a credentialed PUT with a JSON body (so Chromium sends
+    // a preflight first) reached the API with the user's identity; the same call to a route
+    // without `cors` was blocked by the browser.
+    assert_eq!(report["cors"]["status"], 200, "{}", report["cors"]);
+    assert_eq!(report["cors"]["method"], "PUT");
+    assert_eq!(report["cors"]["sub"], "910000000004");
+    assert_eq!(report["cors_without_route_cors"], "blocked");
     // After logout: no session cookie, back on the gateway's public page.
     assert_eq!(report["after_logout"]["session_cookies"], 0);
     assert_eq!(

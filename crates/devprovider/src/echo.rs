@@ -1,6 +1,7 @@
 //! The echo upstream: answers every method and path with 200 and shows what it received
 //! (method, path, query, headers in order) as JSON, or as a small escaped HTML page for browsers.
-//! `/slow?ms=N` sleeps first (capped at 10 s), for timeout tests.
+//! `/slow?ms=N` sleeps first (capped at 10 s), for timeout tests. A path ending in `/cors-open`
+//! is answered with `Access-Control-Allow-Origin: *`, as an upstream that allows every origin.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -77,7 +78,7 @@ async fn echo(method: Method, uri: Uri, headers: HeaderMap) -> Response {
         );
         return html_page(StatusCode::OK, "Echo upstream", &body);
     }
-    json_response(
+    let mut resp = json_response(
         StatusCode::OK,
         &json!({
             "method": method.as_str(),
@@ -85,5 +86,12 @@ async fn echo(method: Method, uri: Uri, headers: HeaderMap) -> Response {
             "query": query,
             "headers": header_list,
         }),
-    )
+    );
+    if uri.path().ends_with("/cors-open") {
+        resp.headers_mut().insert(
+            header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            header::HeaderValue::from_static("*"),
+        );
+    }
+    resp
 }

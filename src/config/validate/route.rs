@@ -179,11 +179,13 @@ impl Validator<'_> {
             require,
             bearer,
             assertion,
+            cors: r.cors.unwrap_or(false),
         })
     }
 
     /// Route options that need something configured elsewhere: `bearer` needs the provider's
-    /// `audience`, `assertion` needs `server.assertion_key_file`.
+    /// `audience`, `assertion` needs `server.assertion_key_file`, `cors` needs
+    /// `server.cors_origins`.
     pub(super) fn check_route_needs(&mut self, raw: &RawConfig) {
         let mut assertion_route = None;
         for (i, r) in raw.route.iter().enumerate() {
@@ -207,6 +209,15 @@ impl Validator<'_> {
                         format!("needs providers.{name}.audience (the `aud` access tokens for this API carry)"),
                     );
                 }
+            }
+        }
+        let no_origins = raw.server.cors_origins.as_ref().is_none_or(Vec::is_empty);
+        if let Some(i) = raw.route.iter().position(|r| r.cors == Some(true)) {
+            if no_origins {
+                self.error(
+                    &format!("route[{i}].cors"),
+                    "needs server.cors_origins (the origins whose pages may call this route)",
+                );
             }
         }
         if let (Some(i), None) = (assertion_route, &raw.server.assertion_key_file) {

@@ -1,12 +1,13 @@
 // Drives Debian's headless Chromium with playwright-core for oidc-gateway's browser test:
-//   node browser.js APP_URL GATEWAY_BASE USER
+//   node browser.js APP_URL GATEWAY_BASE USER OTHER_ORIGIN
 // Opens APP_URL (the gateway sends the browser to oidc-provider's login page), signs in as USER,
-// reads what the echo upstream received, reloads, then logs out through oidc-provider's logout
+// reads what the echo upstream received, reloads, calls the gateway's CORS route from a page on
+// OTHER_ORIGIN (fetch with credentials, as a single-page app does), then logs out through oidc-provider's logout
 // confirmation page back to GATEWAY_BASE/bye. Prints one JSON line with what it saw; exits
 // non-zero on any failure.
 import { chromium } from 'playwright-core';
 
-const [appUrl, base, user] = process.argv.slice(2);
+const [appUrl, base, user, otherOrigin] = process.argv.slice(2);
 
 // No network beyond loopback on this machine: these flags stop Chromium's own background
 // traffic (see the machine notes); a fresh profile per run.
@@ -61,6 +62,38 @@ try {
   report.cookies = Object.fromEntries(cookies.map((c) => [c.name, {
     httpOnly: c.httpOnly, secure: c.secure, sameSite: c.sameSite, path: c.path, size: c.value.length,
   }]));
+
+  // A page of another origin: a PUT with a JSON body is not a "simple" request, so Chromium
+  // asks the gateway first (preflight), then sends it with the session cookies.
+  await page.goto(`${otherOrigin}/spa`);
+  report.cors = await page.evaluate(async (gateway) => {
+    const r = await fetch(`${gateway}/spa-api/records`, {
+      method: 'PUT',
+      credentials: 'include',
+      headers: { 'content-type': 'application/json' },
+      body: '{"note":"from another origin"}',
+    });
+    const seen = await r.json();
+    const sub = seen.headers.find(([k]) => k === 'x-auth-sub');
+    return {
+      status: r.status,
+      method: seen.method,
+      sub: sub ? sub[1] : null,
+    };
+  }, base);
+  report.cors_without_route_cors = await page.evaluate(async (gateway) => {
+    try {
+      await fetch(`${gateway}/app/records`, {
+        method: 'PUT',
+        credentials: 'include',
+        headers: { 'content-type': 'application/json' },
+        body: '{}',
+      });
+      return 'readable';
+    } catch (e) {
+      return 'blocked';
+    }
+  }, base);
 
   await page.goto(`${base}/oauth2/logout?rd=/bye`);
   // oidc-provider's RP-initiated logout confirmation.
