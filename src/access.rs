@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use http::HeaderMap;
 
+use crate::assurance::{self, StepUp};
 use crate::audit;
 use crate::authz;
 use crate::bearer::{bearer_token, BearerError, BearerIdentity};
@@ -113,6 +114,15 @@ pub enum Denial {
     Forbidden {
         sub: Option<String>,
         bearer: bool,
+        set_cookies: Vec<String>,
+    },
+    /// Identified, but not authenticated as the route requires (`require_acr`,
+    /// `max_auth_age`): a browser signs in again asking for it (the session stays until that
+    /// succeeds), an API client gets 401 `insufficient_user_authentication`. `set_cookies` as
+    /// for `Forbidden`.
+    StepUp {
+        step_up: StepUp,
+        sub: Option<String>,
         set_cookies: Vec<String>,
     },
     /// Tokens are due for refresh and the provider cannot be reached: 503, the cookie stays.
@@ -224,10 +234,12 @@ impl Access {
                 if was_refreshed {
                     let fresh = Arc::make_mut(&mut user);
                     fresh.last_seen = now;
-                    if let (Ok(set), Denial::Forbidden { set_cookies, .. }) = (
-                        self.save(state, &handle, fresh, ask.cookies, now).await,
-                        &mut denial,
-                    ) {
+                    let saved = self.save(state, &handle, fresh, ask.cookies, now).await;
+                    if let (
+                        Ok(set),
+                        Denial::Forbidden { set_cookies, .. } | Denial::StepUp { set_cookies, .. },
+                    ) = (saved, &mut denial)
+                    {
                         *set_cookies = set;
                     }
                 }
@@ -258,7 +270,8 @@ impl Access {
         })
     }
 
-    /// The route's rules: the first unmet one is counted, audited and answered with 403.
+    /// The route's authentication requirements (a step-up when unmet), then its rules: the
+    /// first unmet one is counted, audited and answered with 403.
     pub fn authorize(
         &self,
         state: &GatewayState,
@@ -266,6 +279,15 @@ impl Access {
         claims: &Claims,
         bearer: bool,
     ) -> Result<(), Denial> {
+        if let Err(step_up) = assurance::check(&route.assurance, claims, now()) {
+            let sub = claims.get("sub").and_then(|s| s.as_str());
+            tracing::info!(route = %route.name, sub = sub.unwrap_or("-"), acr_unmet = step_up.acr_unmet, "step-up authentication required");
+            return Err(Denial::StepUp {
+                step_up,
+                sub: sub.map(str::to_owned),
+                set_cookies: Vec::new(),
+            });
+        }
         let Some(unmet) = authz::first_unmet(&route.require, claims) else {
             return Ok(());
         };
@@ -381,6 +403,20 @@ pub fn denied(denial: Denial, browser: bool, on_login: OnLogin<'_>) -> Reply {
             set_cookies,
             ..
         } => respond::forbidden(browser && !bearer).with_cookies(set_cookies),
+        // A bearer token cannot sign in again: its client gets the RFC 9470 challenge.
+        Denial::StepUp {
+            step_up,
+            set_cookies,
+            ..
+        } => match on_login {
+            OnLogin::Redirect { start, .. } if browser => start().with_cookies(set_cookies),
+            OnLogin::Redirect {
+                login_url, cors, ..
+            } => respond::step_up_api(login_url, &step_up, cors).with_cookies(set_cookies),
+            OnLogin::Api { login_url } => {
+                respond::step_up_api(login_url, &step_up, None).with_cookies(set_cookies)
+            }
+        },
         Denial::ProviderUnavailable => respond::provider_unavailable(browser),
         Denial::StoreUnavailable => respond::store_unavailable(browser),
     }

@@ -19,7 +19,6 @@ use sha2::{Digest, Sha256};
 
 use crate::claims::{ClaimPath, Claims};
 use crate::config::{PrivateKey, RouteConfig};
-use jwk::JwkAlg;
 
 /// The header the upstream reads.
 pub const HEADER: &str = "X-Auth-Assertion";
@@ -51,21 +50,8 @@ impl AssertionSigner {
     /// Loads the key (once, at start-up) for assertions issued by `issuer`.
     pub fn new(key: &PrivateKey, issuer: &str) -> Result<AssertionSigner, AssertionError> {
         let pem = key.pem.expose();
-        let encoding = match key.alg {
-            JwkAlg::RS256 | JwkAlg::PS256 => EncodingKey::from_rsa_pem(pem.as_bytes())
-                .map_err(|e| AssertionError::Key(e.to_string()))?,
-            // jsonwebtoken reads PKCS#8 only; accept SEC1 (`EC PRIVATE KEY`) too, as `check` does.
-            JwkAlg::ES256 => {
-                use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey};
-                let secret = p256::SecretKey::from_pkcs8_pem(pem)
-                    .or_else(|_| p256::SecretKey::from_sec1_pem(pem))
-                    .map_err(|e| AssertionError::Key(e.to_string()))?;
-                let der = secret
-                    .to_pkcs8_der()
-                    .map_err(|e| AssertionError::Key(e.to_string()))?;
-                EncodingKey::from_ec_der(der.as_bytes())
-            }
-        };
+        let encoding =
+            jwk::encoding_key(pem, key.alg).map_err(|e| AssertionError::Key(e.to_string()))?;
         let public = jwk::public_jwk_from_pem(pem, key.alg)
             .map_err(|e| AssertionError::Key(e.to_string()))?;
         let mut header = Header::new(key.alg.jsonwebtoken_alg());

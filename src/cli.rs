@@ -78,6 +78,7 @@ pub enum Command {
 
 /// Runs the parsed command.
 pub fn main(cli: Cli) -> ExitCode {
+    crate::ring_rsa::install();
     match cli.command {
         Command::Run { config } => {
             telemetry::init(cli.log_format);

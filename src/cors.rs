@@ -80,29 +80,48 @@ fn requested_headers(headers: &HeaderMap) -> Option<&str> {
     plain.then_some(value)
 }
 
-/// Sets the CORS headers of a CORS route's response: the upstream's `Access-Control-*` go, and
-/// a listed origin gets its own `Access-Control-Allow-Origin` with credentials.
+/// The gateway's own answer on a CORS route or endpoint (a 401, 403, 503, the session status):
+/// readable by a listed origin, like the upstream's answers.
+pub fn with_cors(server: &ServerConfig, headers: &HeaderMap, reply: Reply) -> Reply {
+    let set = |name: &str| reply.headers.iter().any(|(n, _)| n == name);
+    if set("access-control-allow-origin") {
+        return reply;
+    }
+    match allowed_origin(server, headers) {
+        Some(origin) => reply
+            .with("access-control-allow-origin", origin)
+            .with("access-control-allow-credentials", "true")
+            .with("vary", "Origin"),
+        None => reply.with("vary", "Origin"),
+    }
+}
+
+/// Sets the CORS headers of a CORS route's response. The upstream's `Access-Control-*` go,
+/// except `Access-Control-Expose-Headers` for a listed origin (which response headers its
+/// page may read is the application's business); a listed origin gets its own
+/// `Access-Control-Allow-Origin` with credentials.
 pub fn response_headers(
     server: &ServerConfig,
     req: &RequestHeader,
     resp: &mut ResponseHeader,
 ) -> pingora::Result<()> {
-    let upstream_set = resp
-        .headers
-        .keys()
-        .any(|name| name.as_str().starts_with("access-control-"));
-    if upstream_set {
+    let origin = allowed_origin(server, &req.headers);
+    let dropped = |name: &http::HeaderName| {
+        name.as_str().starts_with("access-control-")
+            && (origin.is_none() || name != http::header::ACCESS_CONTROL_EXPOSE_HEADERS)
+    };
+    if resp.headers.keys().any(dropped) {
         let names: Vec<http::HeaderName> = resp
             .headers
             .keys()
-            .filter(|name| name.as_str().starts_with("access-control-"))
+            .filter(|n| dropped(n))
             .cloned()
             .collect();
         for name in names {
             resp.remove_header(&name);
         }
     }
-    if let Some(origin) = allowed_origin(server, &req.headers) {
+    if let Some(origin) = origin {
         resp.insert_header(http::header::ACCESS_CONTROL_ALLOW_ORIGIN, origin)?;
         resp.insert_header(http::header::ACCESS_CONTROL_ALLOW_CREDENTIALS, "true")?;
     }
@@ -150,5 +169,17 @@ upstream = "http://127.0.0.1:3000"
         );
         assert!(parse_str(&ok, None).unwrap().routes[0].cors);
         assert!(!parse_str(&config("", ""), None).unwrap().routes[0].cors);
+    }
+
+    #[test]
+    fn a_cors_route_refuses_plain_http_origins_except_loopback() {
+        let origins = r#"cors_origins = ["https://app.example.org", "HTTP://intranet.example.org", "http://127.0.0.1:3000"]"#;
+        let problems = parse_str(&config(origins, "cors = true"), None)
+            .unwrap_err()
+            .0;
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["server.cors_origins[1]"]);
+        // Without a CORS route such an origin may only read 401 answers, as before.
+        assert!(parse_str(&config(origins, ""), None).is_ok());
     }
 }

@@ -35,8 +35,16 @@ pub struct KeyRing {
 
 pub(crate) struct DecodedKeys {
     source: Arc<ProviderJwks>,
-    /// (kid, key, family): keys without a kid are tried when the token names none.
-    keys: Vec<(Option<String>, DecodingKey, jsonwebtoken::AlgorithmFamily)>,
+    /// Keys without a kid are tried when the token names none.
+    keys: Vec<Decoded>,
+}
+
+struct Decoded {
+    kid: Option<String>,
+    key: DecodingKey,
+    family: jsonwebtoken::AlgorithmFamily,
+    /// The JWK's `alg`: the only algorithm the key may verify, when it names one.
+    alg: Option<Algorithm>,
 }
 
 impl KeyRing {
@@ -86,7 +94,9 @@ impl KeyRing {
 }
 
 /// Converts openidconnect's JWKS into jsonwebtoken keys. Keys jsonwebtoken cannot read and
-/// symmetric (`oct`) keys are skipped: a public JWKS must never make HS* forgeable.
+/// symmetric (`oct`) keys are skipped: a public JWKS must never make HS* forgeable. So are keys
+/// whose `use` is not `sig` or whose `alg` is no signature algorithm, as openidconnect skips
+/// them for ID tokens.
 pub(crate) fn decode_keys(source: Arc<ProviderJwks>) -> DecodedKeys {
     crate::ring_rsa::install();
     let mut keys = Vec::new();
@@ -100,8 +110,24 @@ pub(crate) fn decode_keys(source: Arc<ProviderJwks>) -> DecodedKeys {
             AlgorithmParameters::OctetKeyPair(_) => jsonwebtoken::AlgorithmFamily::Ed,
             _ => continue,
         };
-        if let Ok(key) = DecodingKey::from_jwk(&jwk) {
-            keys.push((jwk.common.key_id.clone(), key, family));
+        let for_signing = matches!(
+            jwk.common.public_key_use,
+            None | Some(jsonwebtoken::jwk::PublicKeyUse::Signature)
+        );
+        let alg = match jwk.common.key_algorithm {
+            None => None,
+            Some(a) => match a.to_string().parse::<Algorithm>() {
+                Ok(alg) => Some(alg),
+                Err(_) => continue,
+            },
+        };
+        if let (true, Ok(key)) = (for_signing, DecodingKey::from_jwk(&jwk)) {
+            keys.push(Decoded {
+                kid: jwk.common.key_id.clone(),
+                key,
+                family,
+                alg,
+            });
         }
     }
     DecodedKeys { source, keys }
@@ -114,17 +140,14 @@ pub(crate) fn check(
     token: &str,
     validation: &Validation,
 ) -> Result<Claims, JwsError> {
-    let family = validation
-        .algorithms
-        .first()
-        .map(|a| a.family())
-        .ok_or(JwsError::UnknownKey)?;
-    let candidates = keys
-        .keys
-        .iter()
-        .filter(|(k, _, f)| *f == family && (kid.is_none() || k.as_deref() == kid));
+    let alg = *validation.algorithms.first().ok_or(JwsError::UnknownKey)?;
+    let candidates = keys.keys.iter().filter(|k| {
+        k.family == alg.family()
+            && k.alg.is_none_or(|a| a == alg)
+            && (kid.is_none() || k.kid.as_deref() == kid)
+    });
     let mut last = None;
-    for (_, key, _) in candidates {
+    for Decoded { key, .. } in candidates {
         match jsonwebtoken::decode::<Value>(token, key, validation) {
             Ok(data) => {
                 return match data.claims {
@@ -160,4 +183,55 @@ pub fn allowed_algs(provider: &Provider) -> Vec<Algorithm> {
         algs.push(Algorithm::RS256);
     }
     algs
+}
+
+#[cfg(test)]
+mod tests {
+    use jsonwebtoken::{EncodingKey, Header};
+    use serde_json::json;
+
+    use super::*;
+
+    fn keys(jwk: Value) -> DecodedKeys {
+        let set: ProviderJwks = serde_json::from_value(json!({ "keys": [jwk] })).unwrap();
+        decode_keys(Arc::new(set))
+    }
+
+    fn token(pem: &str, alg: Algorithm) -> String {
+        let key = EncodingKey::from_rsa_pem(pem.as_bytes()).unwrap();
+        jsonwebtoken::encode(&Header::new(alg), &json!({"sub": "alice"}), &key).unwrap()
+    }
+
+    fn validation(alg: Algorithm) -> Validation {
+        let mut v = Validation::new(alg);
+        v.required_spec_claims.clear();
+        v.validate_exp = false;
+        v
+    }
+
+    #[test]
+    fn a_key_verifies_only_the_algorithm_and_use_its_jwk_names() {
+        let key = jwk::generate(jwk::JwkAlg::RS256).unwrap();
+        let (rs256, ps256) = (
+            token(&key.private_pem, Algorithm::RS256),
+            token(&key.private_pem, Algorithm::PS256),
+        );
+        let published = keys(key.public_jwk.clone());
+        assert!(check(&published, None, &rs256, &validation(Algorithm::RS256)).is_ok());
+        // The JWK says RS256: a PS256 token finds no key, though the key could verify it.
+        let ps = check(&published, None, &ps256, &validation(Algorithm::PS256));
+        assert!(matches!(ps, Err(JwsError::UnknownKey)));
+        let mut any_alg = key.public_jwk.clone();
+        any_alg.as_object_mut().unwrap().remove("alg");
+        assert!(check(&keys(any_alg), None, &ps256, &validation(Algorithm::PS256)).is_ok());
+        let mut encryption = key.public_jwk;
+        encryption["use"] = json!("enc");
+        let enc = check(
+            &keys(encryption),
+            None,
+            &rs256,
+            &validation(Algorithm::RS256),
+        );
+        assert!(matches!(enc, Err(JwsError::UnknownKey)));
+    }
 }

@@ -13,6 +13,7 @@
 mod access;
 mod admin;
 mod assertion;
+mod assurance;
 mod audit;
 pub mod authz;
 mod backchannel;

@@ -290,18 +290,16 @@ impl Gateway {
         let admitted = match self.access.decide(state, &ask).await {
             Ok(admitted) => admitted,
             Err(denial) => {
-                if let Denial::Forbidden { sub, .. } = &denial {
+                if let Denial::Forbidden { sub, .. } | Denial::StepUp { sub, .. } = &denial {
                     ctx.sub = sub.clone();
                 }
                 let metrics = &self.metrics;
-                return Some(endpoints::route_denied(
-                    state,
-                    metrics,
-                    &route,
-                    denial,
-                    &ask,
-                    &canonical_uri,
-                ));
+                let reply =
+                    endpoints::route_denied(state, metrics, &route, denial, &ask, &canonical_uri);
+                return Some(match route.cors {
+                    true => cors::with_cors(&state.config.server, &req.headers, reply),
+                    false => reply,
+                });
             }
         };
         let Admitted {

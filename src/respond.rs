@@ -8,6 +8,7 @@ use bytes::Bytes;
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 
+use crate::assurance::StepUp;
 use crate::bearer::BearerError;
 use crate::oidc::{LoginError, LoginFailure};
 
@@ -109,6 +110,36 @@ pub fn login_required_api(login_url: &str, cors_origin: Option<&str>) -> Reply {
         "www-authenticate",
         "Bearer realm=\"oidc-gateway\", error=\"login_required\"",
     );
+    if let Some(origin) = cors_origin {
+        r = r
+            .with("access-control-allow-origin", origin)
+            .with("access-control-allow-credentials", "true")
+            .with("vary", "Origin");
+    }
+    r
+}
+
+/// 401 for a session or token that does not meet the route's authentication requirements
+/// (RFC 9470): the same JSON shape as `login_required`, with what a new login must give.
+pub fn step_up_api(login_url: &str, step_up: &StepUp, cors_origin: Option<&str>) -> Reply {
+    let body = serde_json::json!({
+        "error": "insufficient_user_authentication",
+        "login_url": login_url,
+        "acr_values": step_up.acr_values,
+        "max_age": step_up.max_age,
+    })
+    .to_string();
+    // acr values are printable ASCII without quotes or spaces (config validation).
+    let mut challenge = String::from(
+        "Bearer realm=\"oidc-gateway\", error=\"insufficient_user_authentication\", error_description=\"A different authentication level is required\"",
+    );
+    if let Some(acr) = &step_up.acr_values {
+        challenge.push_str(&format!(", acr_values=\"{acr}\""));
+    }
+    if let Some(max_age) = step_up.max_age {
+        challenge.push_str(&format!(", max_age={max_age}"));
+    }
+    let mut r = Reply::new(401, "application/json", body).with("www-authenticate", challenge);
     if let Some(origin) = cors_origin {
         r = r
             .with("access-control-allow-origin", origin)

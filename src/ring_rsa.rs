@@ -66,9 +66,9 @@ fn strip_leading_zeros(bytes: &[u8]) -> &[u8] {
     &bytes[first..]
 }
 
-/// Makes jsonwebtoken verify RSA with ring in this process. Idempotent; called before the
-/// gateway's first jsonwebtoken use (key conversion, client assertions). Were jsonwebtoken's
-/// default already fixed by then, tokens would still be checked, by RustCrypto.
+/// Makes jsonwebtoken verify RSA with ring in this process. Idempotent; called first thing by
+/// the CLI and again before each use (key conversion, providers). Were jsonwebtoken's default
+/// already fixed by then, tokens would still be checked, by RustCrypto (and a warning says so).
 pub fn install() {
     static PROVIDER: OnceLock<CryptoProvider> = OnceLock::new();
     let mut first = false;
@@ -81,7 +81,8 @@ pub fn install() {
         }
     });
     if first && CryptoProvider::install_default(provider).is_err() {
-        tracing::debug!("jsonwebtoken's crypto provider was set before the gateway's");
+        // Still checked, by RustCrypto, which also takes RSA keys under 2048 bits.
+        tracing::warn!("jsonwebtoken's crypto provider was set before the gateway's: RSA tokens are checked without ring");
     }
 }
 

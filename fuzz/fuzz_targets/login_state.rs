@@ -52,6 +52,8 @@ fuzz_target!(|data: &[u8]| {
         return_to: "/".into(),
         provider: "cis2".into(),
         created_ms: now_ms,
+        acr: vec!["AAL3_ANY".into()],
+        max_age: Some(900),
     };
     let set = login_state::start(cfg, &f.codec, &fresh, &jar, now_ms);
     for s in &set {

@@ -178,7 +178,11 @@ pub enum ClientAuth {
 #[derive(Debug, Clone, PartialEq)]
 pub struct PrivateKey {
     pub pem: Secret<String>,
+    /// The configured algorithm, else the key's default (RS256; ES256 or ES384 by curve).
     pub alg: jwk::JwkAlg,
+    /// Whether `alg` was configured. A client key without one signs with the first algorithm
+    /// for its kind of key that the provider advertises (see `oidc::discovery`).
+    pub alg_configured: bool,
     /// RFC 7638 thumbprint of the public key: what `keygen --jwk` printed as `kid`.
     pub kid: String,
 }
@@ -283,6 +287,23 @@ pub struct RouteConfig {
     /// CORS for `server.cors_origins` is the gateway's: it answers preflights and sets the
     /// `Access-Control-Allow-*` headers of responses (see `cors.rs`).
     pub cors: bool,
+    /// How the user must have authenticated (see `assurance.rs`).
+    pub assurance: Assurance,
+}
+
+/// A route's authentication requirements (OpenID Connect `acr_values` and `max_age`, RFC 9470).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Assurance {
+    /// Accepted `acr` values; empty: any.
+    pub acr: Vec<String>,
+    /// The longest time since `auth_time`, in seconds.
+    pub max_age: Option<u64>,
+}
+
+impl Assurance {
+    pub fn is_required(&self) -> bool {
+        !self.acr.is_empty() || self.max_age.is_some()
+    }
 }
 
 impl Config {

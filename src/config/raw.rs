@@ -320,6 +320,12 @@ pub struct RawRoute {
     /// The gateway answers CORS preflights (OPTIONS) from server.cors_origins and sets the CORS
     /// headers of this route's responses itself. Default: false.
     pub cors: Option<bool>,
+    /// The session's `acr` must be one of these (e.g. CIS2's "AAL3_ANY"); else the browser
+    /// logs in again with `acr_values`, an API client gets 401 insufficient_user_authentication.
+    pub require_acr: Option<Vec<String>>,
+    /// The user must have authenticated (`auth_time`) at most this long ago, e.g. "15m"; else
+    /// the browser logs in again with `max_age`.
+    pub max_auth_age: Option<String>,
 }
 
 /// A claim path or a list of them; a required value or a list of them.

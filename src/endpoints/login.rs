@@ -6,12 +6,13 @@ use std::sync::Arc;
 use pingora::proxy::Session;
 
 use crate::access::{denied, Ask, Denial, OnLogin};
+use crate::assurance::StepUp;
 use crate::audit;
 use crate::claims::retain_for;
 use crate::clock::now_ms;
 use crate::config::RouteConfig;
 use crate::metrics::{AuthEvent, Metrics};
-use crate::oidc::flow::random_token;
+use crate::oidc::flow::{random_token, AuthExtras};
 use crate::oidc::LoginError;
 use crate::paths::canonicalize;
 use crate::request::{cookie_headers, query_param, safe_return_path};
@@ -51,6 +52,11 @@ pub fn route_denied(
         return respond::provider_unavailable(ask.browser);
     }
     let login = login_url(state, return_to);
+    // A step-up asks for what was missing; any other login for the route asks for what it needs.
+    let asked = match &denial {
+        Denial::StepUp { step_up, .. } => step_up.clone(),
+        _ => StepUp::asked_by(&route.assurance),
+    };
     let start = || {
         start_login(
             state,
@@ -59,6 +65,8 @@ pub fn route_denied(
             return_to.to_owned(),
             ask.cookies,
             true,
+            &asked,
+            None,
         )
     };
     let on_login = OnLogin::Redirect {
@@ -70,7 +78,11 @@ pub fn route_denied(
 }
 
 /// Starts a login at provider `provider`: a login-state cookie and a 302 to the provider, or
-/// 503 when the provider has not loaded.
+/// 503 when the provider has not loaded. `asked` is what the route needs (`acr_values`,
+/// `max_age`); `prompt` goes to the provider as it is (see [`prompt_param`]), and is `login`
+/// when the `acr` of an existing session fell short (the provider's session would give the
+/// same one again).
+#[allow(clippy::too_many_arguments)]
 pub fn start_login(
     state: &GatewayState,
     metrics: &Metrics,
@@ -78,6 +90,8 @@ pub fn start_login(
     return_to: String,
     cookies: &RequestCookies<'_>,
     browser: bool,
+    asked: &StepUp,
+    prompt: Option<&str>,
 ) -> Reply {
     let p = &state.providers[provider].oidc;
     // Discovery alone is not enough: without keys no ID token could be checked at the callback.
@@ -101,6 +115,17 @@ pub fn start_login(
         return_to,
         provider: p.name().to_owned(),
         created_ms: now_ms(),
+        acr: asked
+            .acr_values
+            .as_deref()
+            .map(|a| a.split(' ').map(str::to_owned).collect())
+            .unwrap_or_default(),
+        max_age: asked.max_age,
+    };
+    let extras = AuthExtras {
+        prompt: prompt.or(asked.acr_unmet.then_some("login")),
+        acr_values: asked.acr_values.as_deref(),
+        max_age: asked.max_age,
     };
     let location = p.authorization_url(
         &discovered,
@@ -108,6 +133,7 @@ pub fn start_login(
         &login.state,
         &login.nonce,
         &login.pkce_verifier,
+        &extras,
     );
     let set = login_state::start(
         &state.config.session,
@@ -120,32 +146,53 @@ pub fn start_login(
     respond::redirect(&location).with_cookies(set)
 }
 
+/// The `prompt` a sign-in may pass on (OpenID Connect Core §3.1.2.1): `login` to authenticate
+/// again (CIS2: pick another role), `select_account`, `consent`, or several of them. `none`
+/// is refused: a silent login that fails would leave the user on an error page.
+fn prompt_param(value: &str) -> Option<&str> {
+    let known = |v: &str| matches!(v, "login" | "select_account" | "consent");
+    (!value.is_empty() && value.len() <= 64 && value.split(' ').all(known)).then_some(value)
+}
+
 pub(super) fn sign_in(state: &GatewayState, metrics: &Metrics, session: &Session) -> Reply {
     let req = session.req_header();
+    let prompt = query_param(req.uri.query(), "prompt");
+    let prompt = match prompt.as_deref().map(prompt_param) {
+        None => None,
+        Some(Some(p)) => Some(p),
+        Some(None) => {
+            tracing::info!("sign-in refused: unknown prompt value");
+            return respond::bad_request("prompt must be login, select_account or consent");
+        }
+    };
     let rd = safe_return_path(query_param(req.uri.query(), "rd").as_deref());
     let host = req
         .headers
         .get(http::header::HOST)
         .and_then(|h| h.to_str().ok())
         .and_then(|h| host_name(h).ok().flatten());
-    let provider = provider_for_path(state, host, &rd);
+    let route = route_for_path(state, host, &rd);
+    let provider = route.as_ref().map_or(0, |r| r.provider);
+    // What the route at `rd` requires: a sign-in link from its 401 then logs in with it.
+    let asked = route
+        .as_ref()
+        .map(|r| StepUp::asked_by(&r.assurance))
+        .unwrap_or_else(|| StepUp::asked_by(&Default::default()));
     let cookies = RequestCookies::of(&req.headers, &state.config.session);
-    start_login(state, metrics, provider, rd, &cookies, true)
+    start_login(state, metrics, provider, rd, &cookies, true, &asked, prompt)
 }
 
-/// The provider of the route that would serve `path` (the first provider if none does),
-/// matched exactly as the proxy matches it.
-fn provider_for_path(state: &GatewayState, host: Option<&str>, path: &str) -> usize {
+/// The route that would serve `path` (its provider logs the user in; the first provider when
+/// no route does), matched exactly as the proxy matches it.
+fn route_for_path(
+    state: &GatewayState,
+    host: Option<&str>,
+    path: &str,
+) -> Option<Arc<RouteConfig>> {
     let path_only = path.split(['?', '#']).next().unwrap_or("/");
     canonicalize(path_only, state.routes.fold_case())
         .ok()
-        .and_then(|p| {
-            state
-                .routes
-                .match_route(host, &p.matched)
-                .map(|r| r.provider)
-        })
-        .unwrap_or(0)
+        .and_then(|p| state.routes.match_route(host, &p.matched).cloned())
 }
 
 pub(super) async fn callback(
@@ -237,6 +284,18 @@ pub(super) async fn callback(
         Err(e) => return fail(metrics, provider.name(), &e, &retry).with_cookies(set),
     };
     let now = crate::clock::now();
+    let skew = provider.cfg.clock_skew.as_secs();
+    if let Err(why) =
+        crate::assurance::check_login(&login.acr, login.max_age, &result.claims, now, skew)
+    {
+        return fail(
+            metrics,
+            provider.name(),
+            &LoginError::Assurance(why),
+            &retry,
+        )
+        .with_cookies(set);
+    }
     let keep_hint = provider
         .discovered()
         .is_some_and(|d| d.end_session_endpoint.is_some());

@@ -58,6 +58,11 @@ pub async fn handle(
 ) -> Reply {
     let metrics = &access.metrics;
     let method = session.req_header().method.clone();
+    // `/oauth2/session` is for single-page apps on server.cors_origins too, as a route with
+    // `cors = true` is.
+    if endpoint == Endpoint::SessionStatus && crate::cors::is_preflight(session.req_header()) {
+        return crate::cors::preflight(&state.config.server, session.req_header());
+    }
     let allowed = match endpoint {
         Endpoint::Logout => {
             method == http::Method::GET
@@ -75,7 +80,10 @@ pub async fn handle(
         Endpoint::SignIn => login::sign_in(state, metrics, session),
         Endpoint::Logout => logout::logout(state, access, session).await,
         Endpoint::Userinfo => userinfo::userinfo(state, access, session).await,
-        Endpoint::SessionStatus => session_status::session_status(state, access, session).await,
+        Endpoint::SessionStatus => {
+            let reply = session_status::session_status(state, access, session).await;
+            crate::cors::with_cors(&state.config.server, &session.req_header().headers, reply)
+        }
         Endpoint::Auth => forward_auth::forward_auth(state, access, session).await,
         Endpoint::BackchannelLogout => logout::backchannel_logout(state, metrics, session).await,
         Endpoint::Jwks => respond::jwks(

@@ -1,6 +1,7 @@
 //! `/oauth2/session`: what a single-page app needs to warn before its session ends: whether
 //! there is one, whose, when it ends (at the latest, and when idle), its `acr` and `auth_time`,
-//! and whether the gateway holds a refresh token; never a token. Asking is not activity and
+//! whether the gateway holds a refresh token and whether one is due; never a token. Pages on
+//! `server.cors_origins` may read it (and preflight it). Asking is not activity and
 //! refreshes nothing, so an app that polls does not keep an idle session alive.
 
 use pingora::proxy::Session;
@@ -45,6 +46,9 @@ pub(super) async fn session_status(
                     "acr": claim("acr"),
                     "auth_time": claim("auth_time"),
                     "refresh_token": user.refresh_token.is_some(),
+                    // The next proxied request refreshes first (and may fail if the provider
+                    // is down or has revoked the grant); asking here does not.
+                    "refresh_due": crate::refresh::is_due(user, now),
                 });
                 respond::json(200, body.to_string())
             }

@@ -28,6 +28,7 @@ pub enum Credentials {
     Jwt {
         id: String,
         key: EncodingKey,
+        /// Used when discovery chose none (see [`Credentials::apply`]).
         alg: JwkAlg,
         kid: String,
     },
@@ -72,12 +73,9 @@ impl Credentials {
                 secret: s.expose().clone(),
             },
             ClientAuth::PrivateKeyJwt(k) => {
-                let pem = k.pem.expose().as_bytes();
-                let key = match k.alg {
-                    JwkAlg::RS256 | JwkAlg::PS256 => EncodingKey::from_rsa_pem(pem),
-                    JwkAlg::ES256 => EncodingKey::from_ec_pem(pem),
-                }
-                .map_err(|e| ClientAuthError::Key(e.to_string()))?;
+                // One key signs every algorithm of its kind (RS* and PS* alike).
+                let key = jwk::encoding_key(k.pem.expose(), k.alg)
+                    .map_err(|e| ClientAuthError::Key(e.to_string()))?;
                 Credentials::Jwt {
                     id,
                     key,
@@ -88,8 +86,15 @@ impl Credentials {
         })
     }
 
-    /// The form fields and Basic credentials for one request to `token_endpoint`.
-    pub fn apply(&self, token_endpoint: &str, now: u64) -> Result<Applied, ClientAuthError> {
+    /// The form fields and Basic credentials for one request to `token_endpoint`. A client
+    /// assertion is signed with `alg` (what discovery chose for this provider, see
+    /// `discovery::assertion_alg`), else with the configured or default one.
+    pub fn apply(
+        &self,
+        token_endpoint: &str,
+        now: u64,
+        alg: Option<JwkAlg>,
+    ) -> Result<Applied, ClientAuthError> {
         Ok(match self {
             Credentials::Basic { id, secret } => Applied {
                 form: Vec::new(),
@@ -100,8 +105,14 @@ impl Credentials {
                 form: vec![("client_id", id.clone()), ("client_secret", secret.clone())],
                 basic: None,
             },
-            Credentials::Jwt { id, key, alg, kid } => {
-                let mut header = Header::new(alg.jsonwebtoken_alg());
+            Credentials::Jwt {
+                id,
+                key,
+                alg: default,
+                kid,
+            } => {
+                let alg = alg.filter(|a| a.key_kind() == default.key_kind());
+                let mut header = Header::new(alg.unwrap_or(*default).jsonwebtoken_alg());
                 header.kid = Some(kid.clone());
                 let mut jti = [0u8; 16];
                 rand::rngs::OsRng.fill_bytes(&mut jti);

@@ -8,7 +8,8 @@ use serde::Deserialize;
 use url::Url;
 
 use super::http::{CallError, Endpoint, ProviderHttp};
-use crate::config::ProviderConfig;
+use crate::config::{ClientAuth, PrivateKey, ProviderConfig};
+use jwk::JwkAlg;
 
 /// What the gateway uses from the discovery document.
 #[derive(Debug, Clone)]
@@ -20,6 +21,8 @@ pub struct Discovered {
     pub end_session_endpoint: Option<Url>,
     /// Algorithms accepted for ID tokens (configured, or advertised minus none and HS*).
     pub id_token_algs: Vec<CoreJwsSigningAlgorithm>,
+    /// What `private_key_jwt` client assertions are signed with (see [`assertion_alg`]).
+    pub client_assertion_alg: Option<JwkAlg>,
 }
 
 /// Why discovery failed.
@@ -105,6 +108,20 @@ pub fn parse(body: &[u8], cfg: &ProviderConfig) -> Result<Discovered, DiscoveryE
             .cloned()
             .collect(),
     };
+    let advertised: Option<Vec<String>> = metadata
+        .token_endpoint_auth_signing_alg_values_supported()
+        .map(|algs| {
+            algs.iter()
+                .filter_map(|a| serde_json::to_value(a).ok())
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        });
+    let client_assertion_alg = match &cfg.client_auth {
+        ClientAuth::PrivateKeyJwt(key) => {
+            Some(assertion_alg(key, advertised.as_deref()).map_err(&invalid)?)
+        }
+        _ => None,
+    };
     if id_token_algs.is_empty() {
         return Err(invalid(
             "no usable id_token_signing_alg_values_supported (none and HS* are refused unless configured)".into(),
@@ -126,5 +143,97 @@ pub fn parse(body: &[u8], cfg: &ProviderConfig) -> Result<Discovered, DiscoveryE
             .map(|u| endpoint("end_session_endpoint", &u))
             .transpose()?,
         id_token_algs,
+        client_assertion_alg,
     })
+}
+
+/// The algorithm of the client assertions: the configured one (whatever the provider says:
+/// the operator set it, and a warning says when the provider does not list it), else the first
+/// of the provider's `token_endpoint_auth_signing_alg_values_supported` that this kind of key
+/// can sign (CIS2 lists only RS512), else the key's default.
+pub fn assertion_alg(key: &PrivateKey, advertised: Option<&[String]>) -> Result<JwkAlg, String> {
+    let Some(advertised) = advertised.filter(|a| !a.is_empty()) else {
+        return Ok(key.alg);
+    };
+    if key.alg_configured {
+        if !advertised.iter().any(|a| a == key.alg.as_str()) {
+            tracing::warn!(
+                alg = key.alg.as_str(),
+                advertised = ?advertised,
+                "private_key_alg is not in the provider's token_endpoint_auth_signing_alg_values_supported"
+            );
+        }
+        return Ok(key.alg);
+    }
+    advertised
+        .iter()
+        .filter_map(|a| a.parse::<JwkAlg>().ok())
+        .find(|a| a.key_kind() == key.alg.key_kind())
+        .ok_or_else(|| {
+            format!(
+                "token_endpoint_auth_signing_alg_values_supported {advertised:?} has no algorithm for the private key ({:?}); set private_key_alg or use another kind of key",
+                key.alg.key_kind()
+            )
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Secret;
+
+    fn key(alg: JwkAlg, configured: bool) -> PrivateKey {
+        PrivateKey {
+            pem: Secret::new(String::new()),
+            alg,
+            alg_configured: configured,
+            kid: String::new(),
+        }
+    }
+
+    fn list(algs: &[&str]) -> Vec<String> {
+        algs.iter().map(|a| (*a).to_owned()).collect()
+    }
+
+    #[test]
+    fn an_unconfigured_key_signs_with_the_first_advertised_algorithm_of_its_kind() {
+        let cis2 = list(&["ES256", "RS512", "RS256"]);
+        assert_eq!(
+            assertion_alg(&key(JwkAlg::RS256, false), Some(&cis2)),
+            Ok(JwkAlg::RS512)
+        );
+        assert_eq!(
+            assertion_alg(&key(JwkAlg::ES256, false), Some(&cis2)),
+            Ok(JwkAlg::ES256)
+        );
+        let p384 = list(&["ES256", "ES384"]);
+        assert_eq!(
+            assertion_alg(&key(JwkAlg::ES384, false), Some(&p384)),
+            Ok(JwkAlg::ES384)
+        );
+        // Nothing advertised: the key's default.
+        assert_eq!(
+            assertion_alg(&key(JwkAlg::ES384, false), None),
+            Ok(JwkAlg::ES384)
+        );
+        assert_eq!(
+            assertion_alg(&key(JwkAlg::RS256, false), Some(&[])),
+            Ok(JwkAlg::RS256)
+        );
+    }
+
+    #[test]
+    fn no_advertised_algorithm_for_the_key_is_a_discovery_error() {
+        let err = assertion_alg(&key(JwkAlg::ES256, false), Some(&list(&["RS512", "HS256"])));
+        assert!(err.unwrap_err().contains("set private_key_alg"));
+    }
+
+    #[test]
+    fn a_configured_algorithm_is_kept_whatever_is_advertised() {
+        let only_rs512 = list(&["RS512"]);
+        assert_eq!(
+            assertion_alg(&key(JwkAlg::PS256, true), Some(&only_rs512)),
+            Ok(JwkAlg::PS256)
+        );
+    }
 }

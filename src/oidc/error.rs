@@ -30,6 +30,9 @@ pub enum LoginError {
     SessionTooLarge(#[from] TooLarge),
     #[error("client authentication: {0}")]
     ClientAuth(#[from] ClientAuthError),
+    /// The ID token lacks the `acr` or the recent `auth_time` the login asked for.
+    #[error("{0}")]
+    Assurance(&'static str),
 }
 
 /// How the client sees a failed login.
@@ -67,6 +70,7 @@ impl LoginError {
             LoginError::UserInfo(_) => "invalid_userinfo",
             LoginError::SessionTooLarge(_) => "session_too_large",
             LoginError::ClientAuth(_) => "client_auth",
+            LoginError::Assurance(_) => "insufficient_authentication",
         }
     }
 }

@@ -74,6 +74,17 @@ pub struct Refreshed {
     pub tokens: Tokens,
 }
 
+/// What a login asks of the provider besides the code flow's own parameters.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct AuthExtras<'a> {
+    /// `prompt` (e.g. `login` to pick another CIS2 role, or to step up).
+    pub prompt: Option<&'a str>,
+    /// `acr_values`: the authentication levels the route accepts, space-separated.
+    pub acr_values: Option<&'a str>,
+    /// `max_age` in seconds.
+    pub max_age: Option<u64>,
+}
+
 impl Provider {
     /// The URL that starts a login at the provider.
     pub fn authorization_url(
@@ -83,7 +94,9 @@ impl Provider {
         state: &str,
         nonce: &str,
         verifier: &str,
+        extra: &AuthExtras<'_>,
     ) -> String {
+        let prompt = extra.prompt;
         let mut url: Url = d.authorization_endpoint.clone();
         {
             let scope = self.cfg.scopes.join(" ");
@@ -97,8 +110,20 @@ impl Provider {
                 .append_pair("nonce", nonce)
                 .append_pair("code_challenge", &challenge)
                 .append_pair("code_challenge_method", "S256");
+            // A sign-in's own `prompt` (role switching) takes the place of a configured one.
             for (k, v) in &self.cfg.extra_auth_params {
-                q.append_pair(k, v);
+                if !(prompt.is_some() && k == "prompt") {
+                    q.append_pair(k, v);
+                }
+            }
+            if let Some(prompt) = prompt {
+                q.append_pair("prompt", prompt);
+            }
+            if let Some(acr) = extra.acr_values {
+                q.append_pair("acr_values", acr);
+            }
+            if let Some(max_age) = extra.max_age {
+                q.append_pair("max_age", &max_age.to_string());
             }
         }
         url.into()
@@ -192,7 +217,9 @@ impl Provider {
         params: &[(&str, &str)],
     ) -> Result<Tokens, LoginError> {
         let endpoint = d.token_endpoint.as_str();
-        let auth = self.credentials.apply(endpoint, crate::clock::now())?;
+        let auth = self
+            .credentials
+            .apply(endpoint, crate::clock::now(), d.client_assertion_alg)?;
         let mut form: Vec<(&str, &str)> = params.to_vec();
         form.extend(auth.form.iter().map(|(k, v)| (*k, v.as_str())));
         let basic = auth.basic.as_ref().map(|(u, p)| (u.as_str(), p.as_str()));

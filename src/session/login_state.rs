@@ -31,6 +31,12 @@ pub struct LoginState {
     /// Unix milliseconds: orders logins started within the same second.
     #[serde(rename = "c")]
     pub created_ms: u64,
+    /// The `acr` values the login asked for (the ID token's `acr` must be one of them).
+    #[serde(rename = "a", default, skip_serializing_if = "Vec::is_empty")]
+    pub acr: Vec<String>,
+    /// The `max_age` the login asked for (the ID token's `auth_time` must be that recent).
+    #[serde(rename = "m", default, skip_serializing_if = "Option::is_none")]
+    pub max_age: Option<u64>,
 }
 
 impl std::fmt::Debug for LoginState {
@@ -159,6 +165,8 @@ mod tests {
             return_to: "/app".into(),
             provider: "dev".into(),
             created_ms,
+            acr: Vec::new(),
+            max_age: None,
         }
     }
 

@@ -168,7 +168,9 @@ fn keygen_prints_a_fresh_32_byte_key() {
 #[test]
 fn keygen_jwk_writes_a_private_key_and_prints_its_public_jwks() {
     use std::os::unix::fs::PermissionsExt;
-    for alg in ["RS256", "ES256", "PS256"] {
+    for alg in [
+        "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384",
+    ] {
         let dir = tempfile::tempdir().unwrap();
         let key = dir.path().join("rp.pem");
         let out = bin()
@@ -191,6 +193,11 @@ fn keygen_jwk_writes_a_private_key_and_prints_its_public_jwks() {
             "the public JWKS must not hold the private key"
         );
         assert_eq!(jwk["kid"].as_str().unwrap(), jwk::thumbprint(jwk).unwrap());
+        let kty = if alg.starts_with("ES") { "EC" } else { "RSA" };
+        assert_eq!(jwk["kty"], kty, "{alg}");
+        if alg == "ES384" {
+            assert_eq!(jwk["crv"], "P-384");
+        }
         let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         let pem = std::fs::read_to_string(&key).unwrap();

@@ -161,3 +161,46 @@ async fn responses_carry_the_gateways_cors_headers_not_the_upstreams() {
         Some("*")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listed_origin_reads_the_gateways_own_answers_and_the_session_status() {
+    let env = start().await;
+    let r = Browser::api()
+        .request(Method::GET, &env.url("/api/x"), &[("origin", APP)])
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        r.header("access-control-allow-origin").as_deref(),
+        Some(APP)
+    );
+    let r = preflight(&env, "/oauth2/session", APP, "GET").await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        r.header("access-control-allow-origin").as_deref(),
+        Some(APP)
+    );
+    let mut b = Browser::new();
+    b.login(&env.url("/"), "alice").await;
+    let r = b
+        .request(Method::GET, &env.url("/oauth2/session"), &[("origin", APP)])
+        .await;
+    assert_eq!(r.json()["authenticated"], true);
+    assert_eq!(r.json()["refresh_due"], false);
+    assert_eq!(
+        r.header("access-control-allow-origin").as_deref(),
+        Some(APP)
+    );
+    assert_eq!(
+        r.header("access-control-allow-credentials").as_deref(),
+        Some("true")
+    );
+    let r = b
+        .request(
+            Method::GET,
+            &env.url("/oauth2/session"),
+            &[("origin", EVIL)],
+        )
+        .await;
+    assert!(r.header("access-control-allow-origin").is_none());
+    assert!(vary(&r).contains("Origin"));
+}

@@ -52,6 +52,8 @@ pub struct OpOptions {
     pub gateway: String,
     /// Public JWKS of the private_key_jwt client.
     pub jwks: Value,
+    /// The algorithm the private_key_jwt client is registered for.
+    pub jwt_alg: &'static str,
     pub access_token_ttl: u64,
     pub id_token_ttl: u64,
     pub rotate_refresh_token: bool,
@@ -96,6 +98,7 @@ impl Op {
                 "port": free_port(),
                 "secret": OP_SECRET,
                 "jwks": opts.jwks,
+                "jwtAlg": opts.jwt_alg,
                 "accessTokenTtl": opts.access_token_ttl,
                 "idTokenTtl": opts.id_token_ttl,
                 "rotateRefreshToken": opts.rotate_refresh_token,
@@ -157,7 +160,12 @@ impl Op {
 pub enum OpClient {
     Basic,
     Post,
+    /// private_key_jwt with `private_key_alg = "RS256"`.
     Jwt,
+    /// private_key_jwt with a key made by `keygen --jwk --alg ALG`, the client registered for
+    /// ALG only, and no `private_key_alg`: the gateway must pick ALG from what the provider
+    /// advertises (RS512 first, as CIS2 does).
+    JwtAdvertised(&'static str),
 }
 
 /// Routes of the gateway in front of oidc-provider; `{echo}` is the echo upstream.
@@ -185,6 +193,23 @@ name = "bye"
 path = "/bye"
 upstream = "{echo}"
 auth = "public"
+
+# Smartcard logins only (CIS2's AAL3), and a login at most 3 seconds old.
+[[route]]
+name = "aal3"
+path = "/aal3"
+upstream = "{echo}"
+require_acr = ["AAL3_ANY"]
+[route.headers]
+X-Auth-Sub = "sub"
+
+[[route]]
+name = "recent"
+path = "/recent"
+upstream = "{echo}"
+max_auth_age = "3s"
+[route.headers]
+X-Auth-Sub = "sub"
 
 # Called from pages on the echo upstream's origin (server.cors_origins), as a single-page app.
 [[route]]
@@ -242,8 +267,12 @@ impl OpEnv {
         let public = format!("http://127.0.0.1:{port}");
         // The private_key_jwt client's key comes from the gateway's own keygen command.
         let key = dir.path().join("rp.pem");
+        let jwt_alg = match opts.client {
+            OpClient::JwtAdvertised(alg) => alg,
+            _ => "RS256",
+        };
         let out = Command::new(env!("CARGO_BIN_EXE_oidc-gateway"))
-            .args(["keygen", "--jwk", "--alg", "RS256", "--out"])
+            .args(["keygen", "--jwk", "--alg", jwt_alg, "--out"])
             .arg(&key)
             .output()
             .unwrap();
@@ -252,6 +281,7 @@ impl OpEnv {
         let op = Op::start(&OpOptions {
             gateway: public.clone(),
             jwks,
+            jwt_alg,
             access_token_ttl: opts.access_token_ttl,
             id_token_ttl: opts.id_token_ttl,
             rotate_refresh_token: opts.rotate_refresh_token,
@@ -269,6 +299,7 @@ impl OpEnv {
                 toml_string(OP_SECRET)
             ),
             OpClient::Jwt => "client_id = \"gw-jwt\"\nclient_auth = \"private_key_jwt\"\nprivate_key_file = \"rp.pem\"\nprivate_key_alg = \"RS256\"".to_owned(),
+            OpClient::JwtAdvertised(_) => "client_id = \"gw-jwt\"\nclient_auth = \"private_key_jwt\"\nprivate_key_file = \"rp.pem\"".to_owned(),
         };
         let config = format!(
             r#"

@@ -13,7 +13,8 @@ use std::time::Duration;
 use common::redis::RedisServer;
 use common::Browser;
 use interop::{
-    confirm_logout_at_op, ensure_npm_packages, login, op_dir, OpClient, OpEnv, OpEnvOptions,
+    confirm_logout_at_op, ensure_npm_packages, login, login_at_op, op_dir, OpClient, OpEnv,
+    OpEnvOptions,
 };
 use reqwest::StatusCode;
 
@@ -70,6 +71,159 @@ async fn client_secret_basic_login_forwards_cis2_claims_from_userinfo() {
         s["idle_expires_at"].as_u64().unwrap_or_default() > now,
         "{s}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_assertions_use_the_algorithm_the_provider_advertises_for_the_key() {
+    // oidc-provider refuses an assertion in any other algorithm than the client's registered
+    // one, so a completed login shows which one the gateway chose without being told.
+    for alg in ["RS512", "ES384"] {
+        let env = env_with(OpClient::JwtAdvertised(alg)).await;
+        let mut b = Browser::new();
+        let r = login(&mut b, &env, "/app/x", "alice").await;
+        assert_eq!(r.status, StatusCode::OK, "{alg}: {}", r.body);
+        assert_eq!(
+            r.upstream_header("x-auth-sub").as_deref(),
+            Some("910000000001")
+        );
+    }
+}
+
+fn session_acr(s: &serde_json::Value) -> &str {
+    s["acr"].as_str().unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_aal3_route_steps_a_weaker_session_up_and_checks_what_comes_back() {
+    let env = env_with(OpClient::Basic).await;
+    let mut b = Browser::new();
+    let r = login(&mut b, &env, "/app/x", "alice#AAL2_ANY").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let s = b.get(&env.url("/oauth2/session")).await.json();
+    assert_eq!(session_acr(&s), "AAL2_ANY");
+    // An API client with this session: RFC 9470's challenge, the usual JSON shape.
+    let mut api = Browser::api();
+    api.cookies = b.cookies.clone();
+    let r = api.get(&env.url("/aal3/records")).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
+    assert_eq!(r.json()["error"], "insufficient_user_authentication");
+    assert_eq!(r.json()["acr_values"], "AAL3_ANY");
+    assert!(r.json()["login_url"]
+        .as_str()
+        .unwrap()
+        .contains("/oauth2/sign_in?rd="));
+    let www = r.header("www-authenticate").unwrap_or_default();
+    assert!(
+        www.contains("error=\"insufficient_user_authentication\"")
+            && www.contains("acr_values=\"AAL3_ANY\""),
+        "{www}"
+    );
+    // A browser is sent to sign in again, asking for AAL3 (and to authenticate anew: the
+    // provider's session is AAL2).
+    let step = b.get(&env.url("/aal3/records")).await;
+    assert_eq!(step.status, StatusCode::FOUND);
+    let to = step.location();
+    assert!(
+        to.contains("acr_values=AAL3_ANY") && to.contains("prompt=login"),
+        "{to}"
+    );
+    // Signing in at AAL2 again does not pass: the login fails and the old session remains.
+    let weak = login_at_op(&mut b, &env.op, &step, "alice#AAL2_ANY").await;
+    assert_eq!(weak.status, StatusCode::UNAUTHORIZED, "{}", weak.body);
+    assert!(env.gateway.logs().contains("requested level (acr)"));
+    let s = b.get(&env.url("/oauth2/session")).await.json();
+    assert_eq!(session_acr(&s), "AAL2_ANY");
+    assert_eq!(b.get(&env.url("/app/x")).await.status, StatusCode::OK);
+    // With the smartcard it does, and the new session replaces the old one.
+    let step = b.get(&env.url("/aal3/records")).await;
+    let back = login_at_op(&mut b, &env.op, &step, "alice").await;
+    assert_eq!(back.status, StatusCode::FOUND, "{}", back.body);
+    let r = b.get(&back.location()).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.json()["path"], "/aal3/records");
+    assert_eq!(
+        r.upstream_header("x-auth-sub").as_deref(),
+        Some("910000000001")
+    );
+    let s = b.get(&env.url("/oauth2/session")).await.json();
+    assert_eq!(session_acr(&s), "AAL3_ANY");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_with_max_auth_age_asks_for_a_fresh_login_when_the_last_is_too_old() {
+    let env = env_with(OpClient::Basic).await;
+    let mut b = Browser::new();
+    // A first login for the route asks for max_age and gets auth_time.
+    let first = b.get(&env.url("/recent/a")).await;
+    assert!(
+        first.location().contains("max_age=3"),
+        "{}",
+        first.location()
+    );
+    let back = login_at_op(&mut b, &env.op, &first, "alice").await;
+    let r = b.get(&back.location()).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(b.get(&env.url("/oauth2/session")).await.json()["auth_time"].is_u64());
+    assert_eq!(b.get(&env.url("/recent/b")).await.status, StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    // Too old now: sign in again (the provider, told max_age, asks for the password again).
+    let again = b.get(&env.url("/recent/c")).await;
+    assert_eq!(again.status, StatusCode::FOUND);
+    assert!(again.location().contains("max_age=3"));
+    let back = login_at_op(&mut b, &env.op, &again, "alice").await;
+    assert_eq!(back.status, StatusCode::FOUND, "{}", back.body);
+    assert_eq!(b.get(&back.location()).await.status, StatusCode::OK);
+    // The rest of the application did not care.
+    assert_eq!(b.get(&env.url("/app/x")).await.status, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prompt_login_lets_a_cis2_user_pick_another_role() {
+    let env = env_with(OpClient::Basic).await;
+    let mut b = Browser::new();
+    let r = login(&mut b, &env, "/app/x", "alice").await;
+    assert_eq!(
+        r.upstream_header("x-auth-selected-org").as_deref(),
+        Some("Q14")
+    );
+    let old_cookies = b.session_cookie_names();
+    // The provider would sign her in again silently; prompt=login makes it ask.
+    let start = b
+        .get(&env.url("/oauth2/sign_in?rd=%2Fapp%2Fx&prompt=login"))
+        .await;
+    assert_eq!(start.status, StatusCode::FOUND);
+    assert!(
+        start.location().contains("&prompt=login"),
+        "{}",
+        start.location()
+    );
+    // Until the new login succeeds the old session still works.
+    let r = b.get(&env.url("/app/x")).await;
+    assert_eq!(
+        r.upstream_header("x-auth-selected-org").as_deref(),
+        Some("Q14")
+    );
+    let back = login_at_op(&mut b, &env.op, &start, "alice/555000000012").await;
+    assert_eq!(back.status, StatusCode::FOUND, "{}", back.body);
+    let r = b.get(&back.location()).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    // The new selected role replaced the old one: RW3's medical secretary role.
+    assert_eq!(
+        r.upstream_header("x-auth-selected-org").as_deref(),
+        Some("RW3")
+    );
+    assert_eq!(
+        r.upstream_header("x-auth-sub").as_deref(),
+        Some("910000000001")
+    );
+    assert_eq!(b.session_cookie_names(), old_cookies);
+    // Only the prompts a browser can come back from are passed on.
+    for bad in ["none", "login%20none", "other", ""] {
+        let r = b
+            .get(&env.url(&format!("/oauth2/sign_in?rd=%2F&prompt={bad}")))
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "prompt={bad}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

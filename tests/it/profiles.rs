@@ -266,6 +266,7 @@ async fn token_server_profile() {
     let op = interop::Op::start(&interop::OpOptions {
         gateway: format!("http://127.0.0.1:{port}"),
         jwks: json!({"keys": []}),
+        jwt_alg: "RS256",
         access_token_ttl: 600,
         id_token_ttl: 600,
         rotate_refresh_token: false,
@@ -311,4 +312,56 @@ async fn token_server_profile() {
         r.upstream_header("x-auth-username").as_deref(),
         Some("bob.builder@nhs.example")
     );
+}
+
+/// NHS CIS2 with AAL3 areas (config/cis2-aal3.example.toml), against oidc-provider: the client
+/// key signs with RS512 without being told (what the provider advertises first), an AAL2 login
+/// serves the application but is stepped up on /prescribing, and the route's rule still applies
+/// after the smartcard login.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cis2_aal3_step_up_profile() {
+    let port = free_port();
+    let key = jwk::generate("RS512".parse().unwrap()).unwrap();
+    let op = interop::Op::start(&interop::OpOptions {
+        gateway: format!("http://127.0.0.1:{port}"),
+        jwks: jwk::public_jwks(key.public_jwk.clone()),
+        jwt_alg: "RS512",
+        access_token_ttl: 600,
+        id_token_ttl: 600,
+        rotate_refresh_token: false,
+    });
+    let profile = run_profile("cis2-aal3.example.toml", port, |p, dir| {
+        std::fs::write(dir.join("rp.pem"), &key.private_pem).unwrap();
+        p.insert("issuer".into(), op.issuer.clone().into());
+        p.remove("discovery_url");
+        p.insert("client_id".into(), "gw-jwt".into());
+        p.insert(
+            "private_key_file".into(),
+            dir.join("rp.pem").display().to_string().into(),
+        );
+    })
+    .await;
+
+    let mut b = Browser::new();
+    let first = b.get(&profile.url("/")).await;
+    let back = interop::login_at_op(&mut b, &op, &first, "alice#AAL2_ANY").await;
+    assert_eq!(back.status, StatusCode::FOUND, "{}", back.body);
+    let r = b.get(&back.location()).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.upstream_header("x-auth-acr").as_deref(), Some("AAL2_ANY"));
+    // The prescribing area wants the smartcard.
+    let step = b.get(&profile.url("/prescribing/new")).await;
+    assert_eq!(step.status, StatusCode::FOUND);
+    assert!(
+        step.location().contains("acr_values=AAL3_ANY"),
+        "{}",
+        step.location()
+    );
+    let back = interop::login_at_op(&mut b, &op, &step, "alice").await;
+    assert_eq!(back.status, StatusCode::FOUND, "{}", back.body);
+    // Now AAL3, but her selected role has no B0570: the route's rule refuses her.
+    let r = b.get(&back.location()).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    let r = b.get(&profile.url("/")).await;
+    assert_eq!(r.upstream_header("x-auth-acr").as_deref(), Some("AAL3_ANY"));
 }

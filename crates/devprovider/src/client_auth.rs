@@ -5,7 +5,7 @@
 use axum::http::{header, HeaderMap};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use jsonwebtoken::{DecodingKey, Validation};
 use serde_json::Value;
 
 use super::controls::ClientAuthMethod;
@@ -161,10 +161,10 @@ fn private_key_jwt<'p>(p: &'p Provider, form: &Params) -> Result<&'p RegisteredC
 
     let header =
         jsonwebtoken::decode_header(assertion).map_err(|e| bad(format!("bad header ({e})")))?;
-    if !matches!(
-        header.alg,
-        Algorithm::RS256 | Algorithm::ES256 | Algorithm::PS256
-    ) {
+    if !jwk::JwkAlg::ALL
+        .iter()
+        .any(|a| a.jsonwebtoken_alg() == header.alg)
+    {
         return Err(bad(format!("alg {:?} is not accepted", header.alg)));
     }
     let jwk = match &header.kid {

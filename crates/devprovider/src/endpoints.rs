@@ -66,7 +66,8 @@ pub(crate) async fn discovery(State(p): State<Arc<Provider>>) -> Response {
             "id_token_signing_alg_values_supported": ["RS256"],
             "token_endpoint_auth_methods_supported":
                 ["client_secret_basic", "client_secret_post", "private_key_jwt"],
-            "token_endpoint_auth_signing_alg_values_supported": ["RS256", "ES256", "PS256"],
+            "token_endpoint_auth_signing_alg_values_supported":
+                jwk::JwkAlg::ALL.map(jwk::JwkAlg::as_str),
             "code_challenge_methods_supported": ["S256"],
             "scopes_supported": ["openid", "profile", "email", "offline_access"],
             "claims_supported": claims,

@@ -22,7 +22,7 @@ const RSA_BITS: usize = 2048;
 /// Everything that can go wrong while making or reading keys.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
-    #[error("unknown key algorithm {0:?} (expected RS256, ES256 or PS256)")]
+    #[error("unknown key algorithm {0:?} (expected RS256, RS384, RS512, PS256, PS384, PS512, ES256 or ES384)")]
     UnknownAlg(String),
     #[error("RSA key generation failed: {0}")]
     RsaGenerate(#[source] rsa::Error),
@@ -42,37 +42,90 @@ pub enum KeyError {
     JwkUnsupportedKty(String),
 }
 
-/// Signature algorithms offered for `private_key_jwt` client keys.
+/// Signature algorithms offered for `private_key_jwt` client keys and identity assertions.
 #[allow(clippy::upper_case_acronyms)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum JwkAlg {
     RS256,
-    ES256,
+    RS384,
+    RS512,
     PS256,
+    PS384,
+    PS512,
+    ES256,
+    ES384,
+}
+
+/// The kind of private key an algorithm signs with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum KeyKind {
+    Rsa,
+    P256,
+    P384,
+}
+
+impl KeyKind {
+    /// The algorithm a key of this kind signs with unless told otherwise.
+    pub fn default_alg(self) -> JwkAlg {
+        match self {
+            KeyKind::Rsa => JwkAlg::RS256,
+            KeyKind::P256 => JwkAlg::ES256,
+            KeyKind::P384 => JwkAlg::ES384,
+        }
+    }
 }
 
 impl JwkAlg {
-    pub const ALL: [JwkAlg; 3] = [JwkAlg::RS256, JwkAlg::ES256, JwkAlg::PS256];
+    pub const ALL: [JwkAlg; 8] = [
+        JwkAlg::RS256,
+        JwkAlg::RS384,
+        JwkAlg::RS512,
+        JwkAlg::PS256,
+        JwkAlg::PS384,
+        JwkAlg::PS512,
+        JwkAlg::ES256,
+        JwkAlg::ES384,
+    ];
 
     /// The name used in JWS headers and JWKs.
     pub fn as_str(self) -> &'static str {
         match self {
             JwkAlg::RS256 => "RS256",
-            JwkAlg::ES256 => "ES256",
+            JwkAlg::RS384 => "RS384",
+            JwkAlg::RS512 => "RS512",
             JwkAlg::PS256 => "PS256",
+            JwkAlg::PS384 => "PS384",
+            JwkAlg::PS512 => "PS512",
+            JwkAlg::ES256 => "ES256",
+            JwkAlg::ES384 => "ES384",
         }
     }
 
     pub fn jsonwebtoken_alg(self) -> jsonwebtoken::Algorithm {
+        use jsonwebtoken::Algorithm as A;
         match self {
-            JwkAlg::RS256 => jsonwebtoken::Algorithm::RS256,
-            JwkAlg::ES256 => jsonwebtoken::Algorithm::ES256,
-            JwkAlg::PS256 => jsonwebtoken::Algorithm::PS256,
+            JwkAlg::RS256 => A::RS256,
+            JwkAlg::RS384 => A::RS384,
+            JwkAlg::RS512 => A::RS512,
+            JwkAlg::PS256 => A::PS256,
+            JwkAlg::PS384 => A::PS384,
+            JwkAlg::PS512 => A::PS512,
+            JwkAlg::ES256 => A::ES256,
+            JwkAlg::ES384 => A::ES384,
+        }
+    }
+
+    /// The kind of key that signs with this algorithm.
+    pub fn key_kind(self) -> KeyKind {
+        match self {
+            JwkAlg::ES256 => KeyKind::P256,
+            JwkAlg::ES384 => KeyKind::P384,
+            _ => KeyKind::Rsa,
         }
     }
 
     fn is_rsa(self) -> bool {
-        matches!(self, JwkAlg::RS256 | JwkAlg::PS256)
+        self.key_kind() == KeyKind::Rsa
     }
 }
 
@@ -115,19 +168,27 @@ impl fmt::Debug for GeneratedKey {
     }
 }
 
-/// Generates a private key for `alg` (RSA 2048 for RS256/PS256, P-256 for ES256).
+/// Generates a private key for `alg` (RSA 2048 for RS*/PS*, P-256 for ES256, P-384 for ES384).
 pub fn generate(alg: JwkAlg) -> Result<GeneratedKey, KeyError> {
-    let (private_pem, public_jwk) = if alg.is_rsa() {
-        let key = rsa::RsaPrivateKey::new(&mut OsRng, RSA_BITS).map_err(KeyError::RsaGenerate)?;
-        let pem = rsa::pkcs8::EncodePrivateKey::to_pkcs8_pem(&key, LineEnding::LF)
-            .map_err(|e| KeyError::Encode(e.to_string()))?;
-        (pem.to_string(), rsa_jwk(&key, alg)?)
-    } else {
-        let key = p256::SecretKey::random(&mut OsRng);
-        let pem = key
-            .to_pkcs8_pem(LineEnding::LF)
-            .map_err(|e| KeyError::Encode(e.to_string()))?;
-        (pem.to_string(), ec_jwk(&key.public_key(), alg)?)
+    let encode = |e: p256::pkcs8::Error| KeyError::Encode(e.to_string());
+    let (private_pem, public_jwk) = match alg.key_kind() {
+        KeyKind::Rsa => {
+            let key =
+                rsa::RsaPrivateKey::new(&mut OsRng, RSA_BITS).map_err(KeyError::RsaGenerate)?;
+            let pem = rsa::pkcs8::EncodePrivateKey::to_pkcs8_pem(&key, LineEnding::LF)
+                .map_err(|e| KeyError::Encode(e.to_string()))?;
+            (pem.to_string(), rsa_jwk(&key, alg)?)
+        }
+        KeyKind::P256 => {
+            let key = p256::SecretKey::random(&mut OsRng);
+            let pem = key.to_pkcs8_pem(LineEnding::LF).map_err(encode)?;
+            (pem.to_string(), p256_jwk(&key.public_key(), alg)?)
+        }
+        KeyKind::P384 => {
+            let key = p384::SecretKey::random(&mut OsRng);
+            let pem = key.to_pkcs8_pem(LineEnding::LF).map_err(encode)?;
+            (pem.to_string(), p384_jwk(&key.public_key(), alg)?)
+        }
     };
     let kid = public_jwk
         .get("kid")
@@ -155,7 +216,7 @@ pub fn public_jwk_from_pem(pem: &str, alg: JwkAlg) -> Result<Value, KeyError> {
                 detail,
             })?;
         rsa_jwk(&key, alg)
-    } else {
+    } else if alg.key_kind() == KeyKind::P256 {
         let key = p256::SecretKey::from_pkcs8_pem(pem)
             .or_else(|pkcs8_err| {
                 p256::SecretKey::from_sec1_pem(pem)
@@ -166,8 +227,58 @@ pub fn public_jwk_from_pem(pem: &str, alg: JwkAlg) -> Result<Value, KeyError> {
                 expected: "a P-256 EC private key (PKCS#8 or SEC1 PEM)",
                 detail,
             })?;
-        ec_jwk(&key.public_key(), alg)
+        p256_jwk(&key.public_key(), alg)
+    } else {
+        let key = p384::SecretKey::from_pkcs8_pem(pem)
+            .or_else(|pkcs8_err| {
+                p384::SecretKey::from_sec1_pem(pem)
+                    .map_err(|sec1_err| format!("PKCS#8: {pkcs8_err}; SEC1: {sec1_err}"))
+            })
+            .map_err(|detail| KeyError::BadPem {
+                alg,
+                expected: "a P-384 EC private key (PKCS#8 or SEC1 PEM)",
+                detail,
+            })?;
+        p384_jwk(&key.public_key(), alg)
     }
+}
+
+/// The jsonwebtoken signing key of a private key PEM for `alg`, from every PEM form that
+/// [`public_jwk_from_pem`] reads (jsonwebtoken itself reads PKCS#8 only for EC keys).
+pub fn encoding_key(pem: &str, alg: JwkAlg) -> Result<jsonwebtoken::EncodingKey, KeyError> {
+    use p256::pkcs8::EncodePrivateKey;
+    let bad = |detail: String| KeyError::BadPem {
+        alg,
+        expected: match alg.key_kind() {
+            KeyKind::Rsa => "an RSA private key (PKCS#8 or PKCS#1 PEM)",
+            KeyKind::P256 => "a P-256 EC private key (PKCS#8 or SEC1 PEM)",
+            KeyKind::P384 => "a P-384 EC private key (PKCS#8 or SEC1 PEM)",
+        },
+        detail,
+    };
+    let der = match alg.key_kind() {
+        KeyKind::Rsa => {
+            return jsonwebtoken::EncodingKey::from_rsa_pem(pem.as_bytes())
+                .map_err(|e| bad(e.to_string()))
+        }
+        KeyKind::P256 => p256::SecretKey::from_pkcs8_pem(pem)
+            .or_else(|_| p256::SecretKey::from_sec1_pem(pem))
+            .map_err(|e| bad(e.to_string()))?
+            .to_pkcs8_der(),
+        KeyKind::P384 => p384::SecretKey::from_pkcs8_pem(pem)
+            .or_else(|_| p384::SecretKey::from_sec1_pem(pem))
+            .map_err(|e| bad(e.to_string()))?
+            .to_pkcs8_der(),
+    }
+    .map_err(|e| KeyError::Encode(e.to_string()))?;
+    Ok(jsonwebtoken::EncodingKey::from_ec_der(der.as_bytes()))
+}
+
+/// The kind of a private key PEM (RSA, P-256 or P-384), or `None` when it is none of them.
+pub fn key_kind_of_pem(pem: &str) -> Option<KeyKind> {
+    [KeyKind::Rsa, KeyKind::P256, KeyKind::P384]
+        .into_iter()
+        .find(|kind| public_jwk_from_pem(pem, kind.default_alg()).is_ok())
 }
 
 /// RFC 7638 JWK thumbprint: SHA-256 over the required members in lexicographic order, without
@@ -222,15 +333,35 @@ fn rsa_jwk(key: &rsa::RsaPrivateKey, alg: JwkAlg) -> Result<Value, KeyError> {
     }))
 }
 
-fn ec_jwk(key: &p256::PublicKey, alg: JwkAlg) -> Result<Value, KeyError> {
+fn p256_jwk(key: &p256::PublicKey, alg: JwkAlg) -> Result<Value, KeyError> {
     let point = key.to_encoded_point(false);
-    let (Some(x), Some(y)) = (point.x(), point.y()) else {
+    ec_jwk(
+        "P-256",
+        point.x().map(|x| &x[..]),
+        point.y().map(|y| &y[..]),
+        alg,
+    )
+}
+
+fn p384_jwk(key: &p384::PublicKey, alg: JwkAlg) -> Result<Value, KeyError> {
+    use p384::elliptic_curve::sec1::ToEncodedPoint as _;
+    let point = key.to_encoded_point(false);
+    ec_jwk(
+        "P-384",
+        point.x().map(|x| &x[..]),
+        point.y().map(|y| &y[..]),
+        alg,
+    )
+}
+
+fn ec_jwk(crv: &str, x: Option<&[u8]>, y: Option<&[u8]>, alg: JwkAlg) -> Result<Value, KeyError> {
+    let (Some(x), Some(y)) = (x, y) else {
         // Only the identity point lacks coordinates, and a public key is never the identity.
         return Err(KeyError::Encode("EC public key has no coordinates".into()));
     };
     with_kid(json!({
         "kty": "EC",
-        "crv": "P-256",
+        "crv": crv,
         "x": URL_SAFE_NO_PAD.encode(x),
         "y": URL_SAFE_NO_PAD.encode(y),
         "alg": alg.as_str(),
@@ -250,7 +381,7 @@ fn with_kid(mut jwk: Value) -> Result<Value, KeyError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use jsonwebtoken::{decode, encode, DecodingKey, EncodingKey, Header, Validation};
+    use jsonwebtoken::{decode, encode, DecodingKey, Header, Validation};
 
     #[test]
     fn thumbprint_matches_rfc7638_example() {
@@ -300,11 +431,7 @@ mod tests {
             key.public_jwk
         );
 
-        let enc = if alg == JwkAlg::ES256 {
-            EncodingKey::from_ec_pem(key.private_pem.as_bytes()).unwrap()
-        } else {
-            EncodingKey::from_rsa_pem(key.private_pem.as_bytes()).unwrap()
-        };
+        let enc = encoding_key(&key.private_pem, alg).unwrap();
         let mut header = Header::new(alg.jsonwebtoken_alg());
         header.kid = Some(key.kid.clone());
         let exp = jsonwebtoken::get_current_timestamp() + 60;
@@ -321,18 +448,27 @@ mod tests {
     }
 
     #[test]
-    fn round_trip_rs256() {
-        round_trip(JwkAlg::RS256);
+    fn every_algorithm_round_trips_through_its_public_jwk() {
+        for alg in JwkAlg::ALL {
+            round_trip(alg);
+        }
     }
 
     #[test]
-    fn round_trip_es256() {
-        round_trip(JwkAlg::ES256);
-    }
-
-    #[test]
-    fn round_trip_ps256() {
-        round_trip(JwkAlg::PS256);
+    fn the_kind_of_a_pem_is_recognised() {
+        for alg in [JwkAlg::RS512, JwkAlg::ES256, JwkAlg::ES384] {
+            let key = generate(alg).unwrap();
+            assert_eq!(
+                key_kind_of_pem(&key.private_pem),
+                Some(alg.key_kind()),
+                "{alg}"
+            );
+        }
+        assert_eq!(key_kind_of_pem("garbage"), None);
+        let p384 = generate(JwkAlg::ES384).unwrap();
+        assert_eq!(p384.public_jwk["crv"], "P-384");
+        let err = public_jwk_from_pem(&p384.private_pem, JwkAlg::ES256).unwrap_err();
+        assert!(err.to_string().contains("P-256"), "{err}");
     }
 
     #[test]
@@ -349,6 +485,14 @@ mod tests {
         let sec1 = ec.to_sec1_pem(LineEnding::LF).unwrap();
         let jwk = public_jwk_from_pem(&sec1, JwkAlg::ES256).unwrap();
         assert_eq!(jwk["crv"], "P-256");
+        assert!(encoding_key(&sec1, JwkAlg::ES256).is_ok());
+        let ec384 = p384::SecretKey::random(&mut OsRng);
+        let sec1 = ec384.to_sec1_pem(LineEnding::LF).unwrap();
+        assert_eq!(
+            public_jwk_from_pem(&sec1, JwkAlg::ES384).unwrap()["crv"],
+            "P-384"
+        );
+        assert!(encoding_key(&sec1, JwkAlg::ES384).is_ok());
 
         let gen = generate(JwkAlg::RS256).unwrap();
         let rsa_key = rsa::RsaPrivateKey::from_pkcs8_pem(&gen.private_pem).unwrap();

@@ -39,7 +39,7 @@ impl Validator<'_> {
     }
 
     /// A PEM private key at `file` (the value of `key`) and its JWS algorithm, from `alg_key`
-    /// or else guessed from the key (EC → ES256, otherwise RS256). Both signing keys load
+    /// or else the key's default (RSA → RS256, P-256 → ES256, P-384 → ES384). Both signing keys load
     /// through here so that they accept the same key files, default to the same algorithm and
     /// fail with the same messages.
     fn signing_key(
@@ -58,16 +58,29 @@ impl Validator<'_> {
                 return None;
             }
         };
-        let alg = match self.opt_string(alg_key, alg) {
+        let configured = self.opt_string(alg_key, alg);
+        let alg = match &configured {
             Some(a) => match a.parse::<JwkAlg>() {
                 Ok(alg) => alg,
                 Err(_) => {
-                    self.error(alg_key, format!("{a:?} is not one of RS256, ES256, PS256"));
+                    let all: Vec<&str> = JwkAlg::ALL.iter().map(|a| a.as_str()).collect();
+                    self.error(alg_key, format!("{a:?} is not one of {}", all.join(", ")));
                     return None;
                 }
             },
-            None if pem.contains("EC PRIVATE KEY") || looks_like_ec(&pem) => JwkAlg::ES256,
-            None => JwkAlg::RS256,
+            None => match jwk::key_kind_of_pem(&pem) {
+                Some(kind) => kind.default_alg(),
+                None => {
+                    self.error(
+                        key,
+                        format!(
+                            "{} is not an RSA, P-256 or P-384 private key in PEM (PKCS#8, PKCS#1 or SEC1)",
+                            path.display()
+                        ),
+                    );
+                    return None;
+                }
+            },
         };
         match jwk::public_jwk_from_pem(&pem, alg) {
             Ok(jwk) => Some(PrivateKey {
@@ -78,6 +91,7 @@ impl Validator<'_> {
                     .to_owned(),
                 pem: Secret::new(pem),
                 alg,
+                alg_configured: configured.is_some(),
             }),
             Err(e) => {
                 self.error(
@@ -88,9 +102,4 @@ impl Validator<'_> {
             }
         }
     }
-}
-
-fn looks_like_ec(pem: &str) -> bool {
-    use p256::pkcs8::DecodePrivateKey;
-    p256::SecretKey::from_pkcs8_pem(pem).is_ok()
 }

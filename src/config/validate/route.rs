@@ -1,6 +1,7 @@
 //! `[[route]]`: what is proxied where, which identity headers it gets, and checks across routes.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use http::HeaderName;
 use url::Url;
@@ -9,7 +10,7 @@ use super::Validator;
 use crate::claims::ClaimPath;
 use crate::config::raw::{OneOrMany, RawConfig, RawRoute};
 use crate::config::secrets::expand;
-use crate::config::{AuthMode, HeaderRule, Requirement, RouteConfig, Upstream};
+use crate::config::{Assurance, AuthMode, HeaderRule, Requirement, RouteConfig, Upstream};
 
 const DEFAULT_HEADERS: &[(&str, &[&str])] = &[
     ("x-auth-sub", &["sub"]),
@@ -156,6 +157,41 @@ impl Validator<'_> {
                 self.error(&k(field), "has no effect on a route with auth = \"public\"");
             }
         }
+        let mut assurance = Assurance::default();
+        for (j, acr) in r.require_acr.iter().flatten().enumerate() {
+            let key = k(&format!("require_acr[{j}]"));
+            match self.string(&key, acr) {
+                // Sent as one space-separated `acr_values` and in WWW-Authenticate's quotes.
+                Some(a)
+                    if !a.is_empty() && a.bytes().all(|b| b.is_ascii_graphic() && b != b'"') =>
+                {
+                    assurance.acr.push(a)
+                }
+                Some(a) => self.error(
+                    &key,
+                    format!("{a:?} is not an acr value (printable ASCII, no spaces or quotes)"),
+                ),
+                None => {}
+            }
+        }
+        if r.require_acr.as_ref().is_some_and(Vec::is_empty) {
+            self.error(&k("require_acr"), "needs at least one value");
+        }
+        if r.max_auth_age.is_some() {
+            let age = self.duration(&k("max_auth_age"), &r.max_auth_age, Duration::ZERO);
+            if age.as_secs() == 0 {
+                self.error(&k("max_auth_age"), "must be at least one second");
+            }
+            assurance.max_age = Some(age.as_secs());
+        }
+        if auth == AuthMode::Public && assurance.is_required() {
+            let field = if assurance.acr.is_empty() {
+                "max_auth_age"
+            } else {
+                "require_acr"
+            };
+            self.error(&k(field), "has no effect on a route with auth = \"public\"");
+        }
         if auth == AuthMode::Public && !require.is_empty() {
             self.error(
                 &k("require"),
@@ -180,6 +216,7 @@ impl Validator<'_> {
             bearer,
             assertion,
             cors: r.cors.unwrap_or(false),
+            assurance,
         })
     }
 
@@ -211,13 +248,27 @@ impl Validator<'_> {
                 }
             }
         }
-        let no_origins = raw.server.cors_origins.as_ref().is_none_or(Vec::is_empty);
+        let origins = raw.server.cors_origins.as_deref().unwrap_or_default();
         if let Some(i) = raw.route.iter().position(|r| r.cors == Some(true)) {
-            if no_origins {
+            if origins.is_empty() {
                 self.error(
                     &format!("route[{i}].cors"),
                     "needs server.cors_origins (the origins whose pages may call this route)",
                 );
+            }
+            // A page served over plain http can be rewritten by anyone on its network, and on
+            // a CORS route it would act with the user's session.
+            for (j, o) in origins.iter().enumerate() {
+                let o = &o.to_ascii_lowercase();
+                let loopback = ["http://127.0.0.1", "http://localhost", "http://[::1]"]
+                    .iter()
+                    .any(|l| o == l || o.strip_prefix(l).is_some_and(|rest| rest.starts_with(':')));
+                if o.starts_with("http://") && !loopback {
+                    self.error(
+                        &format!("server.cors_origins[{j}]"),
+                        format!("{o:?} is not https, and route[{i}] sets cors = true (its pages would call the route with the user's session)"),
+                    );
+                }
             }
         }
         if let (Some(i), None) = (assertion_route, &raw.server.assertion_key_file) {

@@ -6,17 +6,21 @@
 //   gateway       the gateway's public URL: redirect and post-logout URIs are registered under it
 //   secret        client secret of the client_secret_basic and client_secret_post clients
 //   jwks          public JWKS of the private_key_jwt client (from `oidc-gateway keygen --jwk`)
+//   jwtAlg        the one algorithm that client's assertions may use (default RS256)
 //   accessTokenTtl, idTokenTtl   seconds (short ones make the gateway refresh)
 //   rotateRefreshToken           true: every refresh returns a new refresh token and a reused one
 //                                revokes the grant (oidc-provider's reuse detection)
 //
 // Clients: gw-basic (client_secret_basic), gw-post (client_secret_post), gw-jwt (private_key_jwt,
-// RS256). All: code flow only, PKCE required, refresh tokens, RP-initiated and back-channel logout.
+// jwtAlg). Client assertions may be RS512, ES384, RS256, PS256 or ES256, advertised in that
+// order (CIS2 registrations use RS512). All: code flow only, PKCE required, refresh tokens, RP-initiated and back-channel logout.
 //
 // Login: oidc-provider's own development login page (devInteractions). Its form is submitted to
 // /interaction/:uid; a small middleware in front handles that submission so that the account is
 // checked and the session carries CIS2's acr/amr (the stock handler accepts any login and sets
-// neither). Consent is implied for these first-party clients (loadExistingGrant).
+// neither). As on CIS2, a user with several roles picks one at login: the login name
+// "alice/555000000012" signs alice in with that role as selected_roleid. The authentication
+// level is AAL3_ANY (smartcard) unless the name ends in "#ACR": "alice#AAL2_ANY" is a weaker login. Consent is implied for these first-party clients (loadExistingGrant).
 import { readFileSync } from 'node:fs';
 import * as http from 'node:http';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
@@ -142,6 +146,8 @@ const ACCOUNTS = {
   };
 }
 const BY_SUB = Object.fromEntries(Object.values(ACCOUNTS).map((a) => [a.sub, a]));
+// The role each user picked at their last login (sub -> person_roleid).
+const SELECTED_ROLE = {};
 
 const gateway = config.gateway.replace(/\/$/, '');
 const common = {
@@ -172,7 +178,7 @@ const clients = [
     ...common,
     client_id: 'gw-jwt',
     token_endpoint_auth_method: 'private_key_jwt',
-    token_endpoint_auth_signing_alg: 'RS256',
+    token_endpoint_auth_signing_alg: config.jwtAlg ?? 'RS256',
     jwks: config.jwks,
   },
 ];
@@ -186,7 +192,7 @@ const configuration = {
   cookies: { keys: [randomBytes(32).toString('base64url')] },
   pkce: { required: () => true },
   // Without a configured list oidc-provider drops the acr claim altogether.
-  acrValues: ['AAL3_ANY'],
+  acrValues: ['AAL3_ANY', 'AAL2_ANY'],
   scopes: ['openid', 'profile', 'email', 'address', 'phone', 'nationalrbacaccess', 'offline_access'],
   claims: {
     // CIS2 puts acr and amr in every ID token; oidc-provider releases a claim that belongs to
@@ -208,6 +214,9 @@ const configuration = {
   fetch: (url, options) => {
     const { dispatcher, ...rest } = options;
     return globalThis.fetch(url, rest);
+  },
+  enabledJWA: {
+    clientAuthSigningAlgValues: ['RS512', 'ES384', 'RS256', 'PS256', 'ES256'],
   },
   features: {
     devInteractions: { enabled: true },
@@ -246,7 +255,7 @@ const configuration = {
     return {
       accountId: sub,
       async claims() {
-        return { ...account };
+        return { ...account, selected_roleid: SELECTED_ROLE[sub] ?? account.selected_roleid };
       },
     };
   },
@@ -284,15 +293,19 @@ provider.use(async (ctx, next) => {
     ctx.body = 'unexpected interaction';
     return;
   }
-  const account = ACCOUNTS[body.get('login')];
-  if (!account || !body.get('password')) {
+  const [login, acr = 'AAL3_ANY'] = (body.get('login') ?? '').split('#');
+  const [name, role] = login.split('/');
+  const account = ACCOUNTS[name];
+  const roles = account ? account.nhsid_nrbac_roles.map((r) => r.person_roleid) : [];
+  if (!account || !body.get('password') || (role && !roles.includes(role))) {
     ctx.status = 401;
     ctx.type = 'html';
     ctx.body = '<!doctype html><title>Sign-in failed</title><p>Unknown user or empty password.</p>';
     return;
   }
+  SELECTED_ROLE[account.sub] = role ?? account.selected_roleid;
   const redirectTo = await provider.interactionResult(ctx.req, ctx.res, {
-    login: { accountId: account.sub, acr: 'AAL3_ANY', amr: ['pin'] },
+    login: { accountId: account.sub, acr, amr: ['pin'] },
   }, { mergeWithLastSubmission: false });
   ctx.status = 303;
   ctx.redirect(redirectTo);
